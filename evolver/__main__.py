@@ -1,0 +1,5 @@
+import sys
+
+from evolver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,175 @@
+"""The `evolver` command line: a thin shell that turns arguments into typed configs.
+
+Each subcommand parses its flags, builds the dataclass the library expects and makes one call;
+no argument namespace travels further than this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+DESCRIPTION = """\
+Evolver evolves YOLO training hyperparameters with YOLOv5's genetic algorithm.
+
+Today's subcommands train and validate the detector itself:
+  evolver train                       train yolov5n on the built-in synthetic dataset
+  evolver train --data coco128.yaml --cfg yolov5s --epochs 10 --img 320 --hyp hyp.yaml
+  evolver train --resume runs/train/exp/weights/last.pt
+  evolver val --weights runs/train/exp/weights/best.pt --data coco128.yaml --img 320
+  evolver synth --out datasets/shapes  write the synthetic dataset to a folder
+"""
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a detector", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a YOLOv5-class detector. Without --data, trains on the built-in "
+        "synthetic shapes dataset (generated once, then cached).",
+    )
+    p.add_argument("--data", help="data yaml (YOLO format); default: the built-in synthetic dataset")
+    p.add_argument("--cfg", default="yolov5n", help="model size: yolov5n/s/m/l/x")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=256, help="train/val image size (px)")
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
+    p.add_argument("--hyp", help="hyperparameter yaml (YOLOv5's format); default: YOLOv5's scratch-low values")
+    p.add_argument("--device", default="cpu", help="'cpu' or a CUDA index such as 0")
+    p.add_argument("--seed", type=int, default=0, help="same seed + same machine = same run on CPU")
+    p.add_argument("--workers", type=int, default=1, help="data loader worker processes")
+    p.add_argument("--weights", help="initial weights (an evolver checkpoint) to fine-tune from")
+    p.add_argument("--project", default="runs/train", help="runs are saved to PROJECT/NAME")
+    p.add_argument("--name", default="exp", help="run name; a number is added if it exists")
+    p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
+    p.add_argument("--no-cache", action="store_true", help="do not keep decoded images in RAM")
+    p.add_argument("--resume", metavar="LAST_PT", help="continue an interrupted run from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_val(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "val", help="validate weights on a dataset", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="COCO-style mAP@0.5 and mAP@0.5:0.95, P and R at the max-F1 confidence, per-class AP.",
+    )
+    p.add_argument("--weights", required=True, help="an evolver checkpoint (best.pt / last.pt)")
+    p.add_argument("--data", help="data yaml; default: the built-in synthetic dataset")
+    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640)
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
+    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
+    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=int, default=300)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--split", default="val", choices=("train", "val"))
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("synth", help="write the synthetic dataset", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evolver", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_val(sub)
+    _add_synth(sub)
+    return parser
+
+
+def _default_data() -> str:
+    from yolo.synthetic import default_synthetic_dataset
+
+    return str(default_synthetic_dataset())
+
+
+def _fresh_dir(project: str, name: str) -> Path:
+    path = Path(project) / name
+    n = 2
+    while path.exists():
+        path = Path(project) / f"{name}{n}"
+        n += 1
+    return path
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from yolo.hyp import Hyperparameters
+    from yolo.train import TrainConfig, resume, train
+
+    if args.resume:
+        result = resume(args.resume)
+    else:
+        config = TrainConfig(
+            data=args.data or _default_data(), cfg=args.cfg, epochs=args.epochs, img_size=args.img_size,
+            batch_size=args.batch_size, device=args.device, seed=args.seed, workers=args.workers,
+            save_dir=str(_fresh_dir(args.project, args.name)), weights=args.weights,
+            cos_lr=args.cos_lr, cache_images=not args.no_cache, progress=not args.quiet,
+        )
+        hyp = Hyperparameters.from_yaml(args.hyp) if args.hyp else Hyperparameters()
+        result = train(config, hyp)
+    m = result.metrics
+    print(
+        f"\n{result.epochs_completed} epochs in {result.seconds:.1f}s  "
+        f"P {m['metrics/precision']:.3f}  R {m['metrics/recall']:.3f}  "
+        f"mAP@0.5 {m['metrics/mAP_0.5']:.3f}  mAP@0.5:0.95 {m['metrics/mAP_0.5:0.95']:.3f}  "
+        f"fitness {result.fitness:.4f} (best {result.best_fitness:.4f} at epoch {result.best_epoch + 1})"
+    )
+    print(f"weights: {result.weights}\nresults: {result.save_dir / 'results.csv'}")
+    return 0
+
+
+def run_val(args: argparse.Namespace) -> int:
+    from yolo.checkpoint import load_model
+    from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+    from yolo.device import select_device
+    from yolo.hyp import Hyperparameters
+    from yolo.loss import DetectionLoss
+    from yolo.metrics import ap_table
+    from yolo.val import validate
+
+    device = select_device(args.device)
+    model, checkpoint = load_model(args.weights, device, fuse=False)
+    data = load_data_config(args.data or _default_data())
+    index = scan_dataset(data.train if args.split == "train" else data.val, data.nc)
+    print(index.summary())
+    hyp = Hyperparameters.from_dict(checkpoint.hyp) if checkpoint.hyp else Hyperparameters()
+    dataset = DetectionDataset(index, args.img_size, hyp, augment=False, rect=True,
+                               batch_size=args.batch_size, pad=0.5)
+    loader = create_dataloader(dataset, args.batch_size, shuffle=False, workers=args.workers, seed=0)
+    loss_fn = DetectionLoss.from_model(model, hyp, args.img_size)
+    result = validate(model, loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
+                      conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det, progress=True)
+    print(ap_table(result.metrics, data.names))
+    m = result.metrics
+    print(f"P {m.precision:.3f}  R {m.recall:.3f}  mAP@0.5 {m.map50:.3f}  mAP@0.5:0.95 {m.map:.3f}  "
+          f"fitness {result.fitness:.4f}  ({result.images_per_second:.1f} img/s)")
+    return 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from yolo.synthetic import generate_synthetic_dataset
+
+    print(generate_synthetic_dataset(Path(args.out), seed=args.seed))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    handlers = {"train": run_train, "val": run_val, "synth": run_synth}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"evolver {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

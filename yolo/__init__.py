@@ -1,0 +1,1 @@
+"""A YOLOv5-class object detector: model, data, loss, training and validation."""

@@ -1,0 +1,100 @@
+"""Checkpoints in a safe format: tensors plus plain metadata, nothing to unpickle.
+
+Everything saved is a dict of tensors, numbers, strings, lists and dicts, so
+`torch.load(path, weights_only=True)` reads it without executing code from the file. The model
+is rebuilt from its config rows (`model_config`) and then gets the saved tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMAT = "evolver-yolo-1"
+
+
+@dataclass
+class Checkpoint:
+    model_state: dict[str, torch.Tensor]  # EMA weights: what validation and deployment use
+    model_config: dict[str, Any]
+    names: list[str]
+    epoch: int = -1  # last completed epoch
+    best_fitness: float = 0.0
+    hyp: dict[str, float] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    # only in `last.pt`, for resuming:
+    train_state: dict[str, torch.Tensor] | None = None  # raw (non-EMA) weights
+    optimizer_state: dict[str, Any] | None = None
+    ema_updates: int = 0
+    torch_rng: torch.Tensor | None = None
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "model": {k: v.detach().cpu() for k, v in checkpoint.model_state.items()},
+        "model_config": checkpoint.model_config,
+        "names": list(checkpoint.names),
+        "epoch": int(checkpoint.epoch),
+        "best_fitness": float(checkpoint.best_fitness),
+        "hyp": dict(checkpoint.hyp),
+        "train_config": dict(checkpoint.train_config),
+        "metrics": {k: float(v) for k, v in checkpoint.metrics.items()},
+        "ema_updates": int(checkpoint.ema_updates),
+    }
+    if checkpoint.train_state is not None:
+        payload["train_model"] = {k: v.detach().cpu() for k, v in checkpoint.train_state.items()}
+    if checkpoint.optimizer_state is not None:
+        payload["optimizer"] = checkpoint.optimizer_state
+    if checkpoint.torch_rng is not None:
+        payload["torch_rng"] = checkpoint.torch_rng
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a crash mid-write never leaves a truncated checkpoint
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused or file damaged
+        raise ValueError(f"{path} is not a safe evolver checkpoint: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an evolver checkpoint (format {FORMAT!r} expected)")
+    return Checkpoint(
+        model_state=payload["model"],
+        model_config=payload["model_config"],
+        names=list(payload["names"]),
+        epoch=payload.get("epoch", -1),
+        best_fitness=payload.get("best_fitness", 0.0),
+        hyp=payload.get("hyp", {}),
+        train_config=payload.get("train_config", {}),
+        metrics=payload.get("metrics", {}),
+        train_state=payload.get("train_model"),
+        optimizer_state=payload.get("optimizer"),
+        ema_updates=payload.get("ema_updates", 0),
+        torch_rng=payload.get("torch_rng"),
+    )
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu", fuse: bool = False) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the detector of a checkpoint with its (EMA) weights, in eval mode."""
+    from yolo.model import Detector, ModelConfig
+
+    checkpoint = load_checkpoint(path)
+    model = Detector(ModelConfig.from_dict(checkpoint.model_config))
+    model.load_state_dict(checkpoint.model_state)
+    model.to(device).eval()
+    if fuse:
+        model.fuse()
+    return model, checkpoint

@@ -1,0 +1,297 @@
+"""Training a detector: one library call, `train(config, hyp, callbacks) -> TrainResult`.
+
+The loop does the step; everything else (schedule, EMA, validation, checkpoints, results.csv,
+callbacks) hangs off the epoch boundary. The CLI (`evolver train`) is a thin shell over this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from yolo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+from yolo.device import select_device
+from yolo.ema import ModelEMA
+from yolo.hyp import Hyperparameters
+from yolo.loss import DetectionLoss
+from yolo.model import build_model
+from yolo.optim import NOMINAL_BATCH, Schedule, accumulation_steps, build_optimizer
+from yolo.results import ResultsWriter
+from yolo.anchors import anchors_for_levels, best_possible_recall, label_box_sizes
+from yolo.val import DEFAULT_FITNESS_WEIGHTS, ValResult, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # data yaml path
+    cfg: str = "yolov5n"
+    epochs: int = 10
+    img_size: int = 640
+    batch_size: int = 16
+    device: str = "cpu"
+    seed: int = 0
+    workers: int = 2
+    save_dir: str = "runs/train/exp"  # used as is: callers choose a fresh folder
+    weights: str | None = None  # start from a checkpoint's weights (fine-tuning)
+    cos_lr: bool = False
+    cache_images: bool = True
+    fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
+    progress: bool = True  # tqdm bars
+
+    def to_dict(self) -> dict[str, Any]:
+        row = dataclasses.asdict(self)
+        row["fitness_weights"] = list(self.fitness_weights)
+        return row
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in row.items() if k in known}
+        if "fitness_weights" in values:
+            values["fitness_weights"] = tuple(values["fitness_weights"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 0-based
+    epochs: int
+    train_losses: tuple[float, float, float]  # box, obj, cls
+    val: ValResult
+    fitness: float
+    best_fitness: float
+    learning_rates: tuple[float, ...]
+    seconds: float
+
+
+# A callback sees every finished epoch; returning True asks training to stop (early stopping).
+EpochCallback = Callable[[EpochReport], bool | None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    metrics: dict[str, float]  # final epoch: P, R, mAP@0.5, mAP@0.5:0.95, val losses, fitness
+    fitness: float  # of the final epoch
+    best_fitness: float
+    best_epoch: int
+    epochs_completed: int
+    stopped_early: bool
+    weights: Path  # best.pt
+    last: Path
+    save_dir: Path
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(
+    config: TrainConfig,
+    hyp: Hyperparameters | None = None,
+    callbacks: Sequence[EpochCallback] = (),
+    resume_from: str | Path | None = None,
+) -> TrainResult:
+    """Train `config.cfg` on `config.data` with `hyp`; with `resume_from` (a last.pt), continue it."""
+    hyp = hyp or Hyperparameters()
+    start_time = time.perf_counter()
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)  # only for third-party code; ours draws from seeded Generators
+    device = select_device(config.device)
+    save_dir = Path(config.save_dir)
+    weights_dir = save_dir / "weights"
+    weights_dir.mkdir(parents=True, exist_ok=True)
+
+    data = load_data_config(config.data)
+    train_index = scan_dataset(data.train, data.nc)
+    val_index = scan_dataset(data.val, data.nc)
+    log.info("train: %s", train_index.summary())
+    log.info("val: %s", val_index.summary())
+    if not len(train_index):
+        raise ValueError(f"{config.data}: no usable training images")
+
+    resumed = load_checkpoint(resume_from) if resume_from else None
+    model = build_model(config.cfg, nc=data.nc, anchors=prepare_anchors(train_index, config.img_size, hyp, config.seed))
+    if resumed is not None:
+        model = build_model_from(resumed)
+    elif config.weights:
+        _load_matching_weights(model, load_checkpoint(config.weights))
+    model.to(device)
+
+    train_set = DetectionDataset(
+        train_index, config.img_size, hyp, augment=True, cache_images=config.cache_images, seed=config.seed,
+    )
+    val_set = DetectionDataset(
+        val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
+        rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed,
+    )
+    train_loader = create_dataloader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed)
+    val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers, seed=config.seed)
+
+    optimizer = build_optimizer(model, hyp, config.batch_size)
+    schedule = Schedule(hyp, config.epochs, len(train_loader), cosine=config.cos_lr)
+    loss_fn = DetectionLoss.from_model(model, hyp, config.img_size)
+    ema = ModelEMA(model)
+    amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    results = ResultsWriter(save_dir / "results.csv")
+
+    start_epoch, best_fitness, best_epoch = 0, 0.0, -1
+    if resumed is not None:
+        model.load_state_dict(resumed.train_state)
+        ema.ema.load_state_dict(resumed.model_state)
+        ema.updates = resumed.ema_updates
+        optimizer.load_state_dict(resumed.optimizer_state)
+        start_epoch, best_fitness = resumed.epoch + 1, resumed.best_fitness
+        best_epoch = int(resumed.metrics.get("best_epoch", -1))
+        if resumed.torch_rng is not None:
+            torch.set_rng_state(resumed.torch_rng)
+        log.info("resuming %s from epoch %d of %d", resume_from, start_epoch, config.epochs)
+
+    accumulate_full = accumulation_steps(config.batch_size)
+    batches = len(train_loader)
+    last_step = start_epoch * batches - 1
+    last_report: EpochReport | None = None
+    stopped_early = False
+    log.info(
+        "training %s on %s: %d epochs, img %d, batch %d (accumulated to %d), %d train / %d val images",
+        config.cfg, device, config.epochs, config.img_size, config.batch_size, NOMINAL_BATCH,
+        len(train_set), len(val_set),
+    )
+    for epoch in range(start_epoch, config.epochs):
+        epoch_start = time.perf_counter()
+        model.train()
+        train_set.set_epoch(epoch)
+        train_loader.generator.manual_seed(config.seed * 1000 + epoch)
+        loss_mean = torch.zeros(3)
+        bar = tqdm(train_loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not config.progress, leave=False)
+        for i, (imgs, targets, _paths, _shapes) in enumerate(bar):
+            step = i + batches * epoch
+            schedule.apply(optimizer, epoch, step)
+            # During warmup the effective batch grows from one batch to the nominal 64 images.
+            accumulate = max(1, round(float(np.interp(step, [0, schedule.warmup_iterations], [1, accumulate_full]))))
+            imgs = imgs.to(device, non_blocking=True).float().div_(255)
+            with torch.autocast(device.type, enabled=amp):
+                loss, items = loss_fn(model(imgs), targets.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}")
+            scaler.scale(loss).backward()
+            if step - last_step >= accumulate:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                ema.update(model)
+                last_step = step
+            loss_mean = (loss_mean * i + items.cpu()) / (i + 1)
+            bar.set_postfix(box=f"{loss_mean[0]:.4f}", obj=f"{loss_mean[1]:.4f}", cls=f"{loss_mean[2]:.4f}")
+        bar.close()
+
+        val = validate(
+            ema.ema, val_loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
+            fitness_weights=config.fitness_weights, amp=amp,
+        )
+        if val.fitness > best_fitness or best_epoch < 0:
+            best_fitness, best_epoch = max(val.fitness, best_fitness), epoch
+        report = EpochReport(
+            epoch=epoch, epochs=config.epochs, train_losses=tuple(loss_mean.tolist()), val=val,
+            fitness=val.fitness, best_fitness=best_fitness,
+            learning_rates=tuple(g["lr"] for g in optimizer.param_groups),
+            seconds=time.perf_counter() - epoch_start,
+        )
+        results.append(report)
+        log.info(
+            "epoch %d/%d  loss %.4f %.4f %.4f  P %.3f R %.3f mAP50 %.3f mAP %.3f  (%.1fs)",
+            epoch + 1, config.epochs, *report.train_losses, val.metrics.precision, val.metrics.recall,
+            val.metrics.map50, val.metrics.map, report.seconds,
+        )
+        checkpoint = Checkpoint(
+            model_state=ema.ema.state_dict(), model_config=model.config.to_dict(), names=data.names,
+            epoch=epoch, best_fitness=best_fitness, hyp=hyp.to_dict(), train_config=config.to_dict(),
+            metrics={**val.as_dict(), "best_epoch": best_epoch},
+            train_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+            ema_updates=ema.updates, torch_rng=torch.get_rng_state(),
+        )
+        save_checkpoint(weights_dir / "last.pt", checkpoint)
+        if best_epoch == epoch:
+            save_checkpoint(weights_dir / "best.pt", dataclasses.replace(
+                checkpoint, train_state=None, optimizer_state=None, torch_rng=None))
+        last_report = report
+        if any(callback(report) for callback in callbacks):
+            stopped_early = epoch + 1 < config.epochs
+            log.info("a callback stopped training after epoch %d", epoch + 1)
+            break
+
+    seconds = time.perf_counter() - start_time
+    if last_report is None:
+        raise ValueError(f"nothing to train: start epoch {start_epoch} >= epochs {config.epochs}")
+    return TrainResult(
+        metrics=last_report.val.as_dict(),
+        fitness=last_report.fitness,
+        best_fitness=best_fitness,
+        best_epoch=best_epoch,
+        epochs_completed=last_report.epoch + 1,
+        stopped_early=stopped_early,
+        weights=weights_dir / "best.pt",
+        last=weights_dir / "last.pt",
+        save_dir=save_dir,
+        seconds=seconds,
+        history=results.rows,
+    )
+
+
+def resume(last: str | Path, callbacks: Sequence[EpochCallback] = ()) -> TrainResult:
+    """Continue an interrupted run from its last.pt with the config and hyp it was started with."""
+    checkpoint = load_checkpoint(last)
+    if checkpoint.optimizer_state is None or checkpoint.train_state is None:
+        raise ValueError(f"{last} holds no optimizer state (best.pt cannot be resumed; use last.pt)")
+    config = TrainConfig.from_dict(checkpoint.train_config)
+    return train(config, Hyperparameters.from_dict(checkpoint.hyp), callbacks, resume_from=last)
+
+
+DEFAULT_ANCHORS_PER_LEVEL = 3
+
+
+def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int) -> np.ndarray | None:
+    """None keeps YOLOv5's default anchors; otherwise anchors fitted to the labels' sizes.
+
+    Other than 3 anchors per level always means fitting (there are no defaults to keep). With 3,
+    the defaults are kept unless they cover fewer than 98 % of the boxes (YOLOv5's AutoAnchor).
+    """
+    wh = label_box_sizes(index.labels, index.shapes, img_size)
+    if hyp.anchors_per_level == DEFAULT_ANCHORS_PER_LEVEL:
+        from yolo.model import DEFAULT_ANCHORS
+
+        default = np.asarray(DEFAULT_ANCHORS, dtype=np.float32).reshape(-1, 2)
+        bpr = best_possible_recall(wh, default, hyp.anchor_t)[0] if len(wh) else 1.0
+        if bpr >= 0.98:
+            log.info("anchors: default anchors fit the data (best possible recall %.3f)", bpr)
+            return None
+        log.info("anchors: best possible recall %.3f < 0.98 with the defaults, fitting new ones", bpr)
+    anchors = anchors_for_levels(wh, hyp.anchors_per_level, 3, hyp.anchor_t, img_size, seed)
+    log.info("anchors: %d per level fitted to %d boxes", hyp.anchors_per_level, len(wh))
+    return anchors
+
+
+def build_model_from(checkpoint: Checkpoint):
+    from yolo.model import ModelConfig
+
+    return build_model(ModelConfig.from_dict(checkpoint.model_config))
+
+
+def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
+    """Copy every tensor whose name and shape match (a different nc leaves the head untouched)."""
+    own = model.state_dict()
+    matched = {k: v for k, v in checkpoint.model_state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    log.info("transferred %d/%d tensors from pretrained weights", len(matched), len(own))

@@ -21,9 +21,9 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/learning.py
-	$(PY) benchmarks/speed.py
-	$(PY) benchmarks/eval_speed.py
+	$(PY) -m benchmarks.learning
+	$(PY) -m benchmarks.speed
+	$(PY) -m benchmarks.eval_speed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

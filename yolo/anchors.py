@@ -19,6 +19,8 @@ _MUTATION_PROB = 0.9
 _MUTATION_SIGMA = 0.1
 _KMEANS_RESTARTS = 30
 _KMEANS_MAX_ITER = 100
+_KMEANS_MAX_POINTS = 20_000
+_KMEANS_TOLERANCE = 1e-5
 
 
 def _best_ratio(wh: np.ndarray, anchors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,30 +54,50 @@ def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray 
     None when every restart lost a cluster (fewer distinct points than k), which is when YOLOv5
     falls back to random anchors too.
     """
+    if len(points) > _KMEANS_MAX_POINTS:  # a random subset pins the clusters down just as well
+        points = points[rng.choice(len(points), size=_KMEANS_MAX_POINTS, replace=False)]
     best, best_distortion = None, np.inf
     for _ in range(_KMEANS_RESTARTS):
         centroids = points[rng.choice(len(points), size=k, replace=False)]
+        distortion = np.inf
         for _ in range(_KMEANS_MAX_ITER):
-            dist = np.linalg.norm(points[:, None] - centroids[None], axis=2)  # [n, k]
-            nearest = dist.argmin(1)
+            dist_sq = _squared_distances(points, centroids)
+            nearest = dist_sq.argmin(1)
             counts = np.bincount(nearest, minlength=k)
-            if (counts == 0).any():
+            if (counts == 0).any():  # a lost cluster: this restart cannot give k anchors
+                distortion = np.inf
                 break
-            sums = np.zeros_like(centroids)
-            np.add.at(sums, nearest, points)
-            updated = sums / counts[:, None]
-            converged = np.allclose(updated, centroids)
-            centroids = updated
-            if converged:
+            previous, distortion = distortion, np.sqrt(dist_sq.min(1)).mean()
+            if previous - distortion <= _KMEANS_TOLERANCE:  # scipy's stopping rule
                 break
-        dist = np.linalg.norm(points[:, None] - centroids[None], axis=2)
-        nearest = dist.argmin(1)
-        if len(np.unique(nearest)) < k:
-            continue
-        distortion = dist.min(1).mean()
+            sums = [np.bincount(nearest, weights=points[:, d], minlength=k) for d in range(points.shape[1])]
+            centroids = np.stack(sums, 1) / counts[:, None]
         if distortion < best_distortion:
             best, best_distortion = centroids, distortion
     return best
+
+
+def _squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return ((points[:, None] - centroids[None]) ** 2).sum(2)
+
+
+class _LogRatioFitness:
+    """anchor_fitness for one fixed set of boxes, fast enough to call a thousand times.
+
+    min(r, 1/r) over both sides equals exp(-max |log box - log anchor|), so the logs of the
+    boxes are taken once and each call costs a few [n, k] float32 operations.
+    """
+
+    def __init__(self, wh: np.ndarray, anchor_t: float) -> None:
+        self.log_wh = np.log(np.maximum(wh, 1e-6)).astype(np.float32)  # a 0-px side matches nothing
+        self.threshold = 1 / anchor_t
+
+    def __call__(self, anchors: np.ndarray) -> float:
+        log_anchors = np.log(anchors).astype(np.float32)
+        gap_w = np.abs(self.log_wh[:, 0:1] - log_anchors[None, :, 0])
+        gap_h = np.abs(self.log_wh[:, 1:2] - log_anchors[None, :, 1])
+        best = np.exp(-np.maximum(gap_w, gap_h).min(1))
+        return float((best * (best > self.threshold)).mean())
 
 
 def _sort_by_area(anchors: np.ndarray) -> np.ndarray:
@@ -113,7 +135,8 @@ def fit_anchors(
     anchors = np.clip(anchors, MIN_BOX_SIDE, None)
 
     # Genetic refinement: multiplicative mutations, kept only when the fitness improves.
-    fitness = anchor_fitness(wh, anchors, anchor_t)
+    fitness_of = _LogRatioFitness(wh, anchor_t)
+    fitness = fitness_of(anchors)
     for _ in range(generations):
         factor = np.ones_like(anchors)
         while (factor == 1).all():  # guarantee that something mutates
@@ -121,7 +144,7 @@ def fit_anchors(
             step = rng.random() * rng.standard_normal(anchors.shape) * _MUTATION_SIGMA
             factor = (mutate * step + 1).clip(0.3, 3.0)
         candidate = (anchors * factor).clip(min=MIN_BOX_SIDE)
-        candidate_fitness = anchor_fitness(wh, candidate, anchor_t)
+        candidate_fitness = fitness_of(candidate)
         if candidate_fitness > fitness:
             fitness, anchors = candidate_fitness, candidate
     return _sort_by_area(anchors)

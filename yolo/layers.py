@@ -158,9 +158,10 @@ class Detect(nn.Module):
         return torch.cat((xy, wh, scores), -1).view(b, self.na * ny * nx, self.no)
 
     @torch.no_grad()
-    def initialize_biases(self, class_frequency_prior: float = 0.6) -> None:
-        """YOLOv5's prior: ~8 objects per 640x640 image, classes near-uniform (needs `stride`)."""
-        for conv, s in zip(self.m, self.stride.tolist()):
+    def initialize_biases(self, strides: Sequence[float], class_frequency_prior: float = 0.6) -> None:
+        """YOLOv5's prior: ~8 objects per 640x640 image and near-uniform classes, so the first
+        steps are not swamped by confident false positives. `strides` as plain numbers."""
+        for conv, s in zip(self.m, strides):
             bias = conv.bias.view(self.na, self.no)
             bias[:, 4] += math.log(8 / (640 / s) ** 2)
             bias[:, 5:] += math.log(class_frequency_prior / (self.nc - 0.99))

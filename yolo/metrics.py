@@ -30,7 +30,7 @@ MAX_DETECTIONS = 100  # per image and class, COCO's maxDets[-1]
 CONFIDENCE_GRID = np.linspace(0.0, 1.0, 1000)  # where P/R curves are sampled to pick max F1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare numpy arrays elementwise and raise
 class DetectionMetrics:
     """Result of one evaluation; the per-class arrays are aligned with `classes`.
 
@@ -65,7 +65,10 @@ def fitness(metrics: DetectionMetrics, weights: tuple[float, ...] = (0.0, 0.0, 0
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray, columns: int, what: str) -> np.ndarray:
-    array = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, float)
+    if isinstance(x, torch.Tensor):
+        array = x.detach().cpu().double().numpy()
+    else:
+        array = np.asarray(x, dtype=float)
     array = array.reshape(-1, columns) if array.size == 0 else array
     if array.ndim != 2 or array.shape[1] != columns:
         raise ValueError(f"{what} must have shape [n, {columns}], got {tuple(array.shape)}")
@@ -104,7 +107,7 @@ def match_detections(iou: np.ndarray, thresholds: np.ndarray = IOU_THRESHOLDS) -
     tp = np.zeros((iou.shape[0], num_thr), dtype=bool)
     if num_gt == 0 or iou.shape[0] == 0:
         return tp
-    eligible = iou >= thresholds[0]
+    eligible = iou >= thresholds.min()
     if eligible.sum(0).max() <= 1:  # no ground truth is contested: every detection gets its best
         return iou.max(1)[:, None] >= thresholds[None, :]
     taken = np.zeros((num_thr, num_gt), dtype=bool)
@@ -137,9 +140,9 @@ class DetectionEvaluator:
         self._images = 0
 
     def update(self, detections: torch.Tensor, ground_truth: torch.Tensor) -> None:
-        """Add one image: detections [n, 6] x1,y1,x2,y2,conf,cls; ground truth [m, 5] cls,x1,y1,x2,y2.
-
-        Both in the same pixel space (for COCO parity: the original image's).
+        """Add one image: detections [n, 6] = x1, y1, x2, y2, conf, cls and ground truth
+        [m, 5] = cls, x1, y1, x2, y2, both in the same pixel space (the original image's, for
+        numbers comparable with COCO's).
         """
         det = _to_numpy(detections, 6, "detections")
         gt = _to_numpy(ground_truth, 5, "ground_truth")
@@ -219,13 +222,15 @@ def _coco_average_precision(recall: np.ndarray, precision: np.ndarray) -> np.nda
 
 
 def ap_table(metrics: DetectionMetrics, names: list[str]) -> str:
-    """A fixed-width per-class table (instances, P, R, AP50, AP50-95) with an 'all' row, for logs."""
+    """Fixed-width per-class lines (labels, P, R, AP50, AP50-95) under an 'all' row, for logs."""
     row = "{:>20} {:>8} {:>8.3f} {:>8.3f} {:>8.3f} {:>8.3f}"
-    lines = ["{:>20} {:>8} {:>8} {:>8} {:>8} {:>8}".format("class", "labels", "P", "R", "AP50", "AP")]
+    header = "{:>20} {:>8} {:>8} {:>8} {:>8} {:>8}"
+    lines = [header.format("class", "labels", "P", "R", "AP50", "AP")]
     lines.append(row.format("all", metrics.instances, *metrics.as_vector()))
     for i, c in enumerate(metrics.classes):
         name = names[c] if c < len(names) else str(c)
-        lines.append(row.format(name, metrics.instances_per_class[i], metrics.precision_per_class[i],
-                                metrics.recall_per_class[i], metrics.ap50_per_class[i],
-                                metrics.ap_per_class[i]))
+        lines.append(row.format(
+            name, metrics.instances_per_class[i], metrics.precision_per_class[i],
+            metrics.recall_per_class[i], metrics.ap50_per_class[i], metrics.ap_per_class[i],
+        ))
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -69,13 +70,21 @@ MODULES: dict[str, type[nn.Module]] = {
 _CHANNEL_BLOCKS = (Conv, Bottleneck, C3, SPPF)  # args[0] is output channels, scaled by width
 
 
+def _flat_numbers(value: Any) -> list[float]:
+    if hasattr(value, "tolist"):  # tensors and numpy arrays
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [number for item in value for number in _flat_numbers(item)]
+    return [float(value)]
+
+
 def normalize_anchors(anchors: Any) -> AnchorLevels:
-    """Pixel anchors as nested float tuples; accepts YAML-style flat rows, pairs, or [nl, na, 2]."""
-    if isinstance(anchors, Tensor):
-        anchors = anchors.tolist()
+    """Pixel anchors as nested float tuples; accepts YAML-style flat rows, pairs, or [nl, na, 2].
+
+    Plain Python on purpose: it must also work while a `torch.device('meta')` context is active."""
     levels = []
-    for row in anchors:
-        flat = [float(v) for v in torch.as_tensor(row, dtype=torch.float64).flatten().tolist()]
+    for row in anchors.tolist() if hasattr(anchors, "tolist") else anchors:
+        flat = _flat_numbers(row)
         if not flat or len(flat) % 2:
             raise ValueError(f"an anchor level needs (w, h) pairs, got {row!r}")
         levels.append(tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2)))
@@ -94,13 +103,17 @@ def default_anchors(per_level: int = 3) -> AnchorLevels:
         return DEFAULT_ANCHORS
     if per_level < 1:
         raise ValueError("need at least one anchor per level")
-    pairs = torch.tensor([p for level in DEFAULT_ANCHORS for p in level]).log()
-    pairs = pairs[pairs.sum(1).argsort()]
-    position = torch.linspace(0, len(pairs) - 1, 3 * per_level)
-    low = position.floor().long().clamp(max=len(pairs) - 2)
-    t = (position - low).unsqueeze(1)
-    resampled = (pairs[low] * (1 - t) + pairs[low + 1] * t).exp()
-    return normalize_anchors(resampled.view(3, per_level, 2))
+    logs = sorted(((math.log(w), math.log(h)) for level in DEFAULT_ANCHORS for w, h in level),
+                  key=sum)  # by area
+    count, last = 3 * per_level, len(logs) - 1
+    pairs = []
+    for k in range(count):
+        position = k * last / (count - 1) if count > 1 else last / 2
+        low = min(int(position), last - 1)
+        t = position - low
+        pairs.append(tuple(round(math.exp(a * (1 - t) + b * t), 1)
+                           for a, b in zip(logs[low], logs[low + 1])))
+    return tuple(tuple(pairs[i * per_level:(i + 1) * per_level]) for i in range(3))
 
 
 def resolve_anchors(anchors: Any) -> AnchorLevels:
@@ -148,10 +161,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
-        unknown = sorted(set(values) - {"name", "depth_multiple", "width_multiple", "nc", "anchors"})
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown model config key(s): {', '.join(unknown)}")
-        return cls(**{k: v for k, v in values.items()})
+        return cls(**values)
 
 
 def _round_channels(channels: float, divisor: int = 8) -> int:
@@ -248,7 +261,7 @@ class Detector(nn.Module):
         detect = self.detect
         detect.stride.copy_(torch.tensor(strides))
         detect.anchors.div_(detect.stride.view(-1, 1, 1))
-        detect.initialize_biases()
+        detect.initialize_biases(strides)
 
     @torch.no_grad()
     def set_anchors(self, pixel_anchors: Tensor | Sequence[Any]) -> None:
@@ -258,9 +271,7 @@ class Detector(nn.Module):
         if new.shape != detect.anchors.shape:
             raise ValueError(f"anchors must be {tuple(detect.anchors.shape)}, got {tuple(new.shape)}")
         detect.anchors.copy_(new.to(detect.anchors.device) / detect.stride.view(-1, 1, 1))
-        pixels = normalize_anchors(new)
-        self.config = ModelConfig(self.config.name, self.config.depth_multiple,
-                                  self.config.width_multiple, self.config.nc, pixels)
+        self.config = dataclasses.replace(self.config, anchors=normalize_anchors(new))
 
     def fuse(self) -> "Detector":
         """Fold every BatchNorm into its conv (inference only; training a fused model lacks BN)."""
@@ -275,14 +286,13 @@ def build_model(cfg: str | ModelConfig, nc: int | None = None, anchors: Any = No
 
     For a name, `nc` defaults to 80 and `anchors` (pixels, or an int count per level) to YOLOv5's.
     For a ModelConfig, `nc` / `anchors` given here override the config's own."""
-    if isinstance(cfg, ModelConfig):
-        config = cfg
-        if nc is not None or anchors is not None:
-            config = ModelConfig(cfg.name, cfg.depth_multiple, cfg.width_multiple,
-                                 cfg.nc if nc is None else nc,
-                                 cfg.anchors if anchors is None else resolve_anchors(anchors))
-    else:
-        config = ModelConfig.for_scale(cfg, 80 if nc is None else nc, anchors)
+    if not isinstance(cfg, ModelConfig):
+        return Detector(ModelConfig.for_scale(cfg, 80 if nc is None else nc, anchors))
+    config = cfg
+    if nc is not None:
+        config = dataclasses.replace(config, nc=nc)
+    if anchors is not None:
+        config = dataclasses.replace(config, anchors=resolve_anchors(anchors))
     return Detector(config)
 
 

@@ -32,13 +32,20 @@ class LabelledImage:
 
 
 def load_coco128(root: Path = COCO128) -> list[LabelledImage]:
-    """Ground truth of coco128 in pixel xyxy (sizes read from the images, labels are normalised)."""
+    """Ground truth of coco128 in pixel xyxy (sizes read from the images, labels are normalised).
+
+    Goes by image: an image without a label file is a background image (no boxes); a label file
+    without its image (coco128 has two) cannot be put in pixels and is skipped.
+    """
     images = []
-    for label_file in sorted((root / "labels" / "train2017").glob("*.txt")):
-        image = cv2.imread(str(root / "images" / "train2017" / f"{label_file.stem}.jpg"))
-        height, width = image.shape[:2]
-        rows = np.loadtxt(label_file, ndmin=2).reshape(-1, 5)
-        cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+    for image_file in sorted((root / "images" / "train2017").glob("*.jpg")):
+        height, width = cv2.imread(str(image_file)).shape[:2]
+        label_file = root / "labels" / "train2017" / f"{image_file.stem}.txt"
+        rows = np.zeros((0, 5))
+        if label_file.exists():
+            rows = np.loadtxt(label_file, ndmin=2).reshape(-1, 5)
+        cx, w = rows[:, 1] * width, rows[:, 3] * width
+        cy, h = rows[:, 2] * height, rows[:, 4] * height
         boxes = np.stack([rows[:, 0], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         images.append(LabelledImage(height, width, boxes))
     return images
@@ -99,7 +106,9 @@ def coco_ground_truth(images: list[LabelledImage], nc: int = NC) -> dict:
                 "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
             })
     return {
-        "images": [{"id": i, "height": im.height, "width": im.width} for i, im in enumerate(images, 1)],
+        "images": [
+            {"id": i, "height": im.height, "width": im.width} for i, im in enumerate(images, 1)
+        ],
         "categories": [{"id": c + 1, "name": str(c)} for c in range(nc)],
         "annotations": annotations,
     }
@@ -114,14 +123,18 @@ def coco_results(detections: list[torch.Tensor]) -> list[dict]:
     ]
 
 
-def evaluate(images: list[LabelledImage], detections: list[torch.Tensor], nc: int = NC) -> DetectionMetrics:
+def evaluate(
+    images: list[LabelledImage], detections: list[torch.Tensor], nc: int = NC
+) -> DetectionMetrics:
     evaluator = DetectionEvaluator(nc)
     for image, det in zip(images, detections):
         evaluator.update(det, torch.from_numpy(image.boxes))
     return evaluator.compute()
 
 
-def assert_matches_coco(images: list[LabelledImage], detections: list[torch.Tensor]) -> DetectionMetrics:
+def assert_matches_coco(
+    images: list[LabelledImage], detections: list[torch.Tensor]
+) -> DetectionMetrics:
     metrics = evaluate(images, detections)
     map50, map_ = pycocotools_map(images, detections)
     assert metrics.map50 == pytest.approx(map50, abs=1e-3)
@@ -162,15 +175,48 @@ def test_more_than_100_detections_per_image_and_class(coco128: list[LabelledImag
     assert metrics.detections < sum(len(d) for d in detections)  # the cap removed some
 
 
-def test_tied_ious_and_scores_follow_coco_order() -> None:
-    """A detection exactly between two gts takes the later one; ties in score keep image order."""
-    gt = np.array([[0, 0, 0, 10, 10], [0, 10, 0, 20, 10]], dtype=float)
-    image = LabelledImage(20, 20, gt)
-    first = torch.tensor([[5, 0, 15, 10, 0.9, 0], [0, 0, 10, 10, 0.8, 0]], dtype=torch.float64)
-    second = torch.tensor([[10, 0, 20, 10, 0.9, 0], [30, 30, 40, 40, 0.9, 0]], dtype=torch.float64)
-    metrics = assert_matches_coco([image, image], [first, second])
-    # Straddling box (IoU 1/3 with both) misses; the others are exact: 3 TP out of 4 gt at 0.9+0.8.
-    assert metrics.map50 == pytest.approx(pycocotools_map([image, image], [first, second])[0], abs=1e-12)
+def test_tied_iou_goes_to_the_later_ground_truth() -> None:
+    """A detection equally close (IoU 9/11) to two gts takes the later one, leaving the first to
+    an exact later detection; matching the first instead would lose TPs above IoU 0.65."""
+    image = LabelledImage(20, 20, np.array([[0, 0, 0, 10, 10], [0, 2, 0, 12, 10]], dtype=float))
+    det = torch.tensor([[1, 0, 11, 10, 0.9, 0], [0, 0, 10, 10, 0.8, 0]], dtype=torch.float64)
+    metrics = assert_matches_coco([image], [det])
+    assert metrics.map50 == pytest.approx(1.0)
+    # Above IoU 0.8 det 0 is a FP before the TP: AP = 51 * 0.5 / 101 at those 3 thresholds.
+    assert metrics.map == pytest.approx((7 + 3 * 25.5 / 101) / 10)
+
+
+def test_equal_scores_rank_in_image_order() -> None:
+    """COCO breaks score ties across images by image order: the FP of image 1 comes first."""
+    first = LabelledImage(50, 50, np.array([[1, 0, 0, 10, 10]], dtype=float))
+    second = LabelledImage(50, 50, np.array([[0, 20, 20, 30, 30]], dtype=float))
+    fp_then_tp = [
+        torch.tensor([[0, 0, 10, 10, 1.0, 1], [30, 30, 40, 40, 0.9, 0]], dtype=torch.float64),
+        torch.tensor([[20, 20, 30, 30, 0.9, 0]], dtype=torch.float64),
+    ]
+    metrics = assert_matches_coco([first, second], fp_then_tp)
+    assert metrics.ap_per_class.tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_iou_exactly_on_a_threshold_matches_like_coco() -> None:
+    """IoUs of exactly 0.5, 0.6, 0.75, 0.85, 0.9 and a hair under 0.75: COCO's `iou >= t` on
+    its own linspace thresholds (a naive 0.5 + 0.05 * i gives 0.8500000000000001 and misses).
+    A duplicate of each box (lower score) contests every gt, so the greedy loop runs too."""
+    heights = [5.0, 6.0, 7.5, 8.5, 9.0, 7.5 - 1e-10]
+    gt = np.array([[0, 20 * i, 0, 20 * i + 10, 10] for i in range(6)], dtype=float)
+    image = LabelledImage(200, 200, gt)
+    det = torch.tensor(
+        [[20 * i, 0, 20 * i + 10, h, 0.9 - 0.1 * i, 0] for i, h in enumerate(heights)],
+        dtype=torch.float64,
+    )
+    duplicates = det.clone()
+    duplicates[:, 4] -= 0.05
+    both = torch.cat([det, duplicates])
+    for detections in (det, both):
+        metrics = assert_matches_coco([image], [detections])
+        assert metrics.map == pytest.approx(pycocotools_map([image], [detections])[1], abs=1e-12)
+    # COCOeval caps a threshold at 1 - 1e-10, so a near-1 IoU passes t = 1.0.
+    assert match_detections(np.array([[1 - 1e-11]]), np.array([1.0])).item()
 
 
 def test_match_detections_prefers_best_then_later_gt() -> None:
@@ -185,7 +231,9 @@ def test_match_detections_prefers_best_then_later_gt() -> None:
 def test_perfect_detections_score_one(coco128: list[LabelledImage]) -> None:
     images = coco128[:32]
     detections = [
-        torch.from_numpy(np.column_stack([im.boxes[:, 1:], np.full(len(im.boxes), 0.9), im.boxes[:, 0]]))
+        torch.from_numpy(
+            np.column_stack([im.boxes[:, 1:], np.full(len(im.boxes), 0.9), im.boxes[:, 0]])
+        )
         for im in images
     ]
     metrics = evaluate(images, detections)
@@ -198,7 +246,8 @@ def test_no_detections_score_zero(coco128: list[LabelledImage]) -> None:
     images = coco128[:8]
     metrics = evaluate(images, [torch.zeros(0, 6) for _ in images])
     assert metrics.as_vector().tolist() == [0.0, 0.0, 0.0, 0.0]
-    assert len(metrics.classes) > 0 and metrics.ap_per_class.tolist() == [0.0] * len(metrics.classes)
+    assert len(metrics.classes) > 0
+    assert metrics.ap_per_class.tolist() == [0.0] * len(metrics.classes)
     empty = DetectionEvaluator(NC).compute()
     assert empty.images == 0 and empty.as_vector().tolist() == [0.0, 0.0, 0.0, 0.0]
 
@@ -221,13 +270,16 @@ def test_class_without_ground_truth_is_left_out(coco128: list[LabelledImage]) ->
     rng = np.random.default_rng(4)
     images = coco128[:16]
     detections = [make_detections(im, rng, wrong_class=0.0) for im in images]
-    absent = sorted(set(range(NC)) - set(np.concatenate([im.boxes[:, 0] for im in images]).astype(int)))[0]
-    extra = make_detections(LabelledImage(images[0].height, images[0].width, np.zeros((0, 5))), rng, 20)
+    present = set(np.concatenate([im.boxes[:, 0] for im in images]).astype(int).tolist())
+    absent = min(set(range(NC)) - present)
+    blank = LabelledImage(images[0].height, images[0].width, np.zeros((0, 5)))
+    extra = make_detections(blank, rng, spurious=20)
     extra[:, 5] = absent
     base = evaluate(images, detections)
     with_absent = assert_matches_coco(images, [torch.cat([detections[0], extra]), *detections[1:]])
     assert absent not in with_absent.classes.tolist()
-    assert with_absent.map == pytest.approx(base.map) and with_absent.map50 == pytest.approx(base.map50)
+    assert with_absent.map == pytest.approx(base.map)
+    assert with_absent.map50 == pytest.approx(base.map50)
 
 
 def test_precision_recall_at_max_f1() -> None:
@@ -252,7 +304,8 @@ def test_fitness_vector_and_table(coco128: list[LabelledImage]) -> None:
     names = [f"class{c}" for c in range(NC)]
     table = ap_table(metrics, names).splitlines()
     assert len(table) == 2 + len(metrics.classes)
-    assert table[1].split()[0] == "all" and float(table[1].split()[-1]) == pytest.approx(m, abs=5e-4)
+    assert table[1].split()[0] == "all"
+    assert float(table[1].split()[-1]) == pytest.approx(m, abs=5e-4)
     assert table[2].split()[0] == names[metrics.classes[0]]
 
 

@@ -29,3 +29,16 @@ def tiny_synthetic(tmp_path_factory) -> Path:
     from yolo.synthetic import generate_synthetic_dataset
 
     return generate_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), n_train=64, n_val=16, img_size=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_synthetic, tmp_path_factory):
+    """(config, result, epoch reports) of a 6-epoch yolov5n run on the tiny synthetic dataset."""
+    from yolo.hyp import Hyperparameters
+    from yolo.train import TrainConfig, train
+
+    config = TrainConfig(data=str(tiny_synthetic), epochs=6, img_size=128, batch_size=16, workers=0,
+                         save_dir=str(tmp_path_factory.mktemp("run") / "exp"), progress=False)
+    reports = []
+    result = train(config, Hyperparameters(), callbacks=[reports.append])
+    return config, result, reports

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 
 from yolo.metrics import DetectionEvaluator, DetectionMetrics, ap_table, fitness, match_detections
 
-COCO128 = Path("/work/shared/datasets/coco128")
+COCO128 = Path(os.environ.get("EVOLVER_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "datasets" / "coco128"
 NC = 80
 
 

@@ -1,0 +1,388 @@
+"""YOLO-format datasets: the data yaml, a checked index of images and labels, the Dataset, the loader.
+
+Bad input is never fatal while scanning: a corrupt image or a malformed label line is skipped,
+counted and named, so one broken file in a user's dataset costs a box, not a campaign.
+Every random choice of a sample is drawn from `np.random.default_rng([seed, epoch, index])`, so a
+sample is the same whichever worker process builds it and however many there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from yolo.augment import (
+    augment_hsv, flip_lr, flip_ud, letterbox, mixup, mosaic4, mosaic_centre, random_perspective,
+)
+from yolo.boxes import xywhn2xyxy, xyxy2xywhn
+from yolo.hyp import Hyperparameters
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+COORD_TOLERANCE = 0.01  # label coordinates this far outside [0, 1] are rounding, and get clipped
+Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A data yaml, resolved: `train` / `val` are the image files its sources list."""
+    root: Path
+    train: list[Path]
+    val: list[Path]
+    names: list[str]
+    nc: int
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    """Read a YOLOv5 data yaml (`path`, `train`, `val`, `names`, optional `nc`)."""
+    yaml_path = Path(path)
+    if not yaml_path.is_file():
+        raise ValueError(f"data yaml not found: {yaml_path}")
+    raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{yaml_path}: a data yaml must be a mapping")
+    root = _resolve_root(raw.get("path"), yaml_path)
+    names = _parse_names(raw.get("names"), raw.get("nc"), yaml_path)
+    splits = {key: list_image_files(_sources(raw, key, root, yaml_path), root) for key in ("train", "val")}
+    return DataConfig(root=root, train=splits["train"], val=splits["val"], names=names, nc=len(names))
+
+
+def _resolve_root(value: Any, yaml_path: Path) -> Path:
+    """`path` (relative to the yaml's folder); a dataset moved from another machine falls back."""
+    here = yaml_path.parent.resolve()
+    root = here / Path(str(value)).expanduser() if value is not None else here
+    if not root.is_dir():
+        log.warning("%s: 'path' %s does not exist here; using the yaml's folder %s", yaml_path, root, here)
+        return here
+    return root.resolve()
+
+
+def _parse_names(names: Any, nc: Any, yaml_path: Path) -> list[str]:
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
+        raise ValueError(f"{yaml_path}: 'nc' must be a positive integer, got {nc!r}")
+    if names is None:
+        if nc is None:
+            raise ValueError(f"{yaml_path}: 'names' is missing")
+        return [f"class{i}" for i in range(nc)]
+    if isinstance(names, dict):
+        keys = sorted(names)
+        if not all(isinstance(k, int) for k in keys) or keys != list(range(len(keys))):
+            raise ValueError(f"{yaml_path}: 'names' keys must be the integers 0..n-1, got {keys}")
+        names = [names[k] for k in keys]
+    if not isinstance(names, list) or not names:
+        raise ValueError(f"{yaml_path}: 'names' must be a non-empty list or a dict {{int: name}}")
+    if nc is not None and nc != len(names):
+        raise ValueError(f"{yaml_path}: 'nc' is {nc} but 'names' has {len(names)} entries")
+    return [str(n) for n in names]
+
+
+def _sources(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]:
+    value = raw.get(key)
+    if value is None:
+        raise ValueError(f"{yaml_path}: '{key}' is missing")
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"{yaml_path}: '{key}' must be a path or a list of paths, got {value!r}")
+    paths = [root / Path(v).expanduser() for v in items]  # an absolute path stays itself
+    for p in paths:
+        if not p.exists():
+            raise ValueError(f"{yaml_path}: '{key}' path does not exist: {p}")
+        if not (p.is_dir() or p.suffix.lower() == ".txt" or p.suffix.lower() in IMAGE_SUFFIXES):
+            raise ValueError(f"{yaml_path}: '{key}' must name folders, .txt lists or images: {p}")
+    return paths
+
+
+def list_image_files(sources: Sequence[Path], root: Path) -> list[Path]:
+    """Expand folders (recursively) and .txt lists (one path a line, relative to `root`)."""
+    files: list[Path] = []
+    for src in sources:
+        if src.is_dir():
+            files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif src.suffix.lower() == ".txt":
+            lines = (ln.strip() for ln in src.read_text(encoding="utf-8").splitlines())
+            files += [root / ln for ln in lines if ln]
+        else:
+            files.append(src)
+    return files
+
+
+def label_path(image: Path) -> Path:
+    """YOLO's rule: the last `/images/` of the path becomes `/labels/`, the suffix `.txt`."""
+    text = str(image)
+    head, sep, tail = text.rpartition(f"{os.sep}images{os.sep}")
+    text = f"{head}{os.sep}labels{os.sep}{tail}" if sep else text
+    return Path(text).with_suffix(".txt")
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: Path
+    shape: tuple[int, int]  # original (h, w)
+    labels: np.ndarray  # float32 [n, 5]: cls, cx, cy, w, h normalised
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """What a scan found usable, and what it had to leave out (`problems` says why)."""
+    records: list[ImageRecord]
+    problems: list[str] = field(default_factory=list)
+    skipped_images: int = 0
+    dropped_labels: int = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[np.ndarray]:
+        return [r.labels for r in self.records]
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return [r.shape for r in self.records]
+
+    def summary(self) -> str:
+        boxes = sum(len(r.labels) for r in self.records)
+        backgrounds = sum(len(r.labels) == 0 for r in self.records)
+        return (f"{len(self.records)} images, {boxes} boxes, {backgrounds} backgrounds, "
+                f"{self.skipped_images} skipped images, {self.dropped_labels} dropped labels")
+
+
+def scan_dataset(image_files: Sequence[str | Path], nc: int) -> DatasetIndex:
+    """Read every image's size and labels; skip and name what cannot be used."""
+    records: list[ImageRecord] = []
+    problems: list[str] = []
+    skipped = dropped = 0
+    for file in image_files:
+        path = Path(file)
+        img = cv2.imread(str(path)) if path.is_file() else None
+        if img is None:
+            skipped += 1
+            problems.append(f"{path}: image {'unreadable or corrupt' if path.exists() else 'missing'}, skipped")
+            continue
+        labels, bad_lines = _read_labels(label_path(path), nc)
+        dropped += len(bad_lines)
+        problems += bad_lines
+        records.append(ImageRecord(path, (img.shape[0], img.shape[1]), labels))
+    index = DatasetIndex(records, problems, skipped, dropped)
+    for problem in problems[:20] + [f"... and {len(problems) - 20} more problems"] * (len(problems) > 20):
+        log.warning("%s", problem)
+    log.info("%s", index.summary())
+    return index
+
+
+def _read_labels(path: Path, nc: int) -> tuple[np.ndarray, list[str]]:
+    """Parse one label file; a missing file is a background image. Returns (labels, problems)."""
+    empty = np.zeros((0, 5), dtype=np.float32)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    except (OSError, UnicodeDecodeError) as err:
+        return empty, [f"{path}: unreadable label file ({err}), its labels dropped"]
+    rows, problems = [], []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            row, reason = _parse_label_line(line.split(), nc)
+            if reason is None:
+                rows.append(row)
+            else:
+                problems.append(f"{path}:{number}: {reason}, line dropped")
+    return (np.array(rows, dtype=np.float32) if rows else empty), problems
+
+
+def _parse_label_line(parts: list[str], nc: int) -> tuple[list[float], str | None]:
+    """(cls, cx, cy, w, h) clipped to the image, or the reason the line is unusable."""
+    try:
+        v = [float(p) for p in parts]
+    except ValueError:
+        return [], "not a number"
+    if len(v) != 5:
+        return [], f"{len(v)} columns, expected 5"
+    if not (v[0].is_integer() and 0 <= v[0] < nc):
+        return [], f"unknown class {parts[0]} (nc={nc})"
+    if not all(-COORD_TOLERANCE <= x <= 1 + COORD_TOLERANCE for x in v[1:]):
+        return [], "coordinates out of [0, 1]"
+    x1, y1 = max(v[1] - v[3] / 2, 0.0), max(v[2] - v[4] / 2, 0.0)
+    x2, y2 = min(v[1] + v[3] / 2, 1.0), min(v[2] + v[4] / 2, 1.0)
+    if x2 <= x1 or y2 <= y1:
+        return [], "empty box"
+    return [v[0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], None
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Samples for training (mosaic, warp, mixup, HSV, flips) or validation (letterbox, rect).
+
+    Call `set_epoch(epoch)` before iterating a loader: the epoch lives in shared memory so
+    persistent worker processes see it too. `copy_paste` is ignored: it needs segments.
+    """
+
+    def __init__(
+        self, index: DatasetIndex, img_size: int, hyp: Hyperparameters, augment: bool,
+        cache_images: bool = False, rect: bool = False, batch_size: int = 16, stride: int = 32,
+        pad: float = 0.0, seed: int = 0,
+    ) -> None:
+        self.img_size, self.hyp, self.augment, self.rect, self.seed = img_size, hyp, augment, rect, seed
+        self.batch_size = batch_size
+        self.records = list(index.records)
+        self.batch_shapes: np.ndarray | None = None
+        if rect:  # images of similar aspect share a batch, padded only to that batch's shape
+            order, self.batch_shapes = rect_batch_shapes(index.shapes, img_size, batch_size, stride, pad)
+            self.records = [self.records[i] for i in order]
+        self._warp = dict(degrees=hyp.degrees, translate=hyp.translate, scale=hyp.scale,
+                          shear=hyp.shear, perspective=hyp.perspective)
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._cache: list[np.ndarray] | None = None
+        if cache_images:
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                self._cache = list(pool.map(self._read_resized, range(len(self.records))))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch[0] = epoch
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
+    def _read_resized(self, i: int) -> np.ndarray:
+        """Read image i and resize it so its long side is img_size."""
+        path = self.records[i].path
+        img = cv2.imread(str(path))
+        if img is None:
+            raise OSError(f"cannot read image {path}")
+        h0, w0 = img.shape[:2]
+        r = self.img_size / max(h0, w0)
+        if r != 1:  # INTER_AREA is the better shrink; augmentation resamples anyway, so go fast
+            interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
+            img = cv2.resize(img, (max(1, round(w0 * r)), max(1, round(h0 * r))), interpolation=interp)
+        return img
+
+    def load_image(self, i: int) -> np.ndarray:
+        """Image i resized to long side img_size (from the RAM cache when there is one)."""
+        return self._cache[i] if self._cache is not None else self._read_resized(i)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str, Shapes | None]:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        hyp, shapes = self.hyp, None
+        if self.augment and not self.rect and rng.random() < hyp.mosaic:
+            img, boxes = self._mosaic(i, rng)
+            if rng.random() < hyp.mixup:  # YOLOv5 mixes only mosaics, with another mosaic
+                img, boxes = mixup(img, boxes, *self._mosaic(int(rng.integers(len(self))), rng), rng)
+        else:
+            img, boxes, shapes = self._letterboxed(i)
+            if self.augment:
+                img, boxes = random_perspective(img, boxes, rng, **self._warp)
+        h, w = img.shape[:2]
+        labels = np.zeros((len(boxes), 5), dtype=np.float32)
+        labels[:, 0] = boxes[:, 0]
+        labels[:, 1:] = xyxy2xywhn(boxes[:, 1:5], w, h)
+        if self.augment:
+            img = augment_hsv(img, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng)
+            if rng.random() < hyp.flipud:
+                img, labels = flip_ud(img, labels)
+            if rng.random() < hyp.fliplr:
+                img, labels = flip_lr(img, labels)
+        out = torch.zeros((len(labels), 6))
+        out[:, 1:] = torch.from_numpy(labels)
+        chw_rgb = np.ascontiguousarray(img.transpose(2, 0, 1)[::-1])
+        return torch.from_numpy(chw_rgb), out, str(self.records[i].path), shapes
+
+    def _letterboxed(self, i: int) -> tuple[np.ndarray, np.ndarray, Shapes]:
+        img = self.load_image(i)
+        h0, w0 = self.records[i].shape
+        h, w = img.shape[:2]
+        rect_shape = None if self.batch_shapes is None else self.batch_shapes[i // self.batch_size].tolist()
+        shape = self.img_size if rect_shape is None else tuple(rect_shape)
+        img, (gain_w, gain_h), (pad_w, pad_h) = letterbox(img, shape, auto=False, scaleup=self.augment)
+        lab = self.records[i].labels
+        boxes = np.empty((len(lab), 5), dtype=np.float32)
+        boxes[:, 0] = lab[:, 0]
+        boxes[:, 1:] = xywhn2xyxy(lab[:, 1:5], w * gain_w, h * gain_h, pad_w, pad_h)
+        shapes = ((h0, w0), ((h * gain_h / h0, w * gain_w / w0), (pad_w, pad_h)))
+        return img, boxes, shapes
+
+    def _mosaic(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Item i and three random others on a 2s canvas, warped and cropped back to s."""
+        picks = [i, *(int(k) for k in rng.integers(0, len(self), size=3))]
+        s = self.img_size
+        canvas, boxes = mosaic4([self.load_image(k) for k in picks], [self.records[k].labels for k in picks],
+                                s, mosaic_centre(rng, s))
+        return random_perspective(canvas, boxes, rng, **self._warp, border=(-(s // 2), -(s // 2)))
+
+    @staticmethod
+    def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
+        """Stack images; concatenate labels with each row's image index in column 0."""
+        imgs, labels, paths, shapes = zip(*batch)
+        targets = torch.cat(labels, 0)
+        counts = torch.tensor([len(lab) for lab in labels])
+        targets[:, 0] = torch.repeat_interleave(torch.arange(len(labels)), counts).to(targets.dtype)
+        return torch.stack(imgs, 0), targets, paths, shapes
+
+
+def rect_batch_shapes(
+    shapes: Sequence[tuple[int, int]], img_size: int, batch_size: int, stride: int, pad: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Order images by aspect (h/w) and give each batch the smallest stride-multiple shape (h, w).
+
+    Returns (order, batch_shapes [n_batches, 2]). A batch of wide images gets shape
+    ceil(img_size * (max h/w, 1) / stride + pad) * stride, tall ones the mirror, mixed ones a square.
+    """
+    hw = np.array(shapes, dtype=np.float64).reshape(-1, 2)
+    aspect = hw[:, 0] / hw[:, 1]
+    order = np.argsort(aspect, kind="stable")
+    aspect = aspect[order]
+    n_batches = (len(aspect) + batch_size - 1) // batch_size
+    ratios = np.ones((n_batches, 2))
+    for b in range(n_batches):
+        chunk = aspect[b * batch_size : (b + 1) * batch_size]
+        if chunk.max() < 1:
+            ratios[b] = (chunk.max(), 1.0)
+        elif chunk.min() > 1:
+            ratios[b] = (1.0, 1.0 / chunk.min())
+    return order, (np.ceil(ratios * img_size / stride + pad).astype(int) * stride)
+
+
+class EpochShuffle(torch.utils.data.Sampler[int]):
+    """A permutation drawn from (seed, the dataset's epoch) alone.
+
+    DataLoader's own shuffling shares its Generator with the per-iterator base seed, which a
+    loader with persistent workers draws once and one without draws every epoch, so the order
+    would depend on the worker count. This order does not, and a resumed run repeats it.
+    """
+
+    def __init__(self, dataset: DetectionDataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.dataset.epoch])
+        return iter(rng.permutation(len(self.dataset)).tolist())
+
+
+def create_dataloader(
+    dataset: DetectionDataset, batch_size: int, shuffle: bool, workers: int, seed: int
+) -> torch.utils.data.DataLoader:
+    """Batches of `dataset`, reshuffled per `dataset.set_epoch` when `shuffle`; same for any `workers`."""
+    if dataset.rect and (shuffle or batch_size != dataset.batch_size):
+        log.warning("rect dataset: batches must follow its batch_size %d unshuffled; doing so",
+                    dataset.batch_size)
+        shuffle, batch_size = False, dataset.batch_size
+    generator = torch.Generator()  # only seeds DataLoader's per-worker base seed; we draw nothing from it
+    generator.manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=EpochShuffle(dataset, seed) if shuffle else None,
+        num_workers=workers, persistent_workers=workers > 0, collate_fn=DetectionDataset.collate,
+        generator=generator, pin_memory=torch.cuda.is_available(),
+    )

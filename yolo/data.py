@@ -53,7 +53,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise ValueError(f"{yaml_path}: a data yaml must be a mapping")
     root = _resolve_root(raw.get("path"), yaml_path)
     names = _parse_names(raw.get("names"), raw.get("nc"), yaml_path)
-    splits = {key: list_image_files(_sources(raw, key, root, yaml_path), root) for key in ("train", "val")}
+    splits = {key: _image_files(raw, key, root, yaml_path) for key in ("train", "val")}
     return DataConfig(root=root, train=splits["train"], val=splits["val"], names=names, nc=len(names))
 
 
@@ -86,33 +86,28 @@ def _parse_names(names: Any, nc: Any, yaml_path: Path) -> list[str]:
     return [str(n) for n in names]
 
 
-def _sources(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]:
+def _image_files(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]:
+    """Expand `train` / `val`: folders (recursively), .txt lists (a path a line, relative to
+    `root`), single images, or a list of those. Missing images in a list are left to the scan."""
     value = raw.get(key)
     if value is None:
         raise ValueError(f"{yaml_path}: '{key}' is missing")
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, str) for v in items):
         raise ValueError(f"{yaml_path}: '{key}' must be a path or a list of paths, got {value!r}")
-    paths = [root / Path(v).expanduser() for v in items]  # an absolute path stays itself
-    for p in paths:
-        if not p.exists():
-            raise ValueError(f"{yaml_path}: '{key}' path does not exist: {p}")
-        if not (p.is_dir() or p.suffix.lower() == ".txt" or p.suffix.lower() in IMAGE_SUFFIXES):
-            raise ValueError(f"{yaml_path}: '{key}' must name folders, .txt lists or images: {p}")
-    return paths
-
-
-def list_image_files(sources: Sequence[Path], root: Path) -> list[Path]:
-    """Expand folders (recursively) and .txt lists (one path a line, relative to `root`)."""
     files: list[Path] = []
-    for src in sources:
+    for src in (root / Path(v).expanduser() for v in items):  # an absolute path stays itself
+        suffix = src.suffix.lower()
         if src.is_dir():
             files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif src.suffix.lower() == ".txt":
+        elif src.is_file() and suffix == ".txt":
             lines = (ln.strip() for ln in src.read_text(encoding="utf-8").splitlines())
             files += [root / ln for ln in lines if ln]
-        else:
+        elif src.is_file() and suffix in IMAGE_SUFFIXES:
             files.append(src)
+        else:
+            problem = "does not exist" if not src.exists() else "is not a folder, .txt list or image"
+            raise ValueError(f"{yaml_path}: '{key}' path {problem}: {src}")
     return files
 
 
@@ -272,6 +267,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         return self._cache[i] if self._cache is not None else self._read_resized(i)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str, Shapes | None]:
+        """(uint8 RGB [3, H, W], labels [n, 6] = (0, cls, cx, cy, w, h), path, shapes).
+
+        `shapes` = ((h0, w0), ((gain_h, gain_w), (pad_w, pad_h))) maps boxes back to the original
+        image; a mosaic has no single original, so there it is None.
+        """
         rng = np.random.default_rng([self.seed, self.epoch, i])
         hyp, shapes = self.hyp, None
         if self.augment and not self.rect and rng.random() < hyp.mosaic:

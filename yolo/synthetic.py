@@ -22,7 +22,7 @@ import yaml
 CLASS_NAMES = ("circle", "square", "triangle", "cross")
 CLASS_COLOURS_BGR = ((40, 40, 220), (50, 190, 50), (220, 90, 30), (30, 210, 230))  # red green blue yellow
 GENERATOR_VERSION = 1
-DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE = 600, 120, 256
+DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE = 512, 128, 256
 SIZE_RANGE = (0.08, 0.45)  # object side as a fraction of the image side
 MAX_OBJECTS = 6
 BACKGROUND_FRACTION = 0.08  # images with no object at all
@@ -58,12 +58,15 @@ def generate_synthetic_dataset(
             raise ValueError(f"{root} is not empty and holds no synthetic dataset; refusing to overwrite it")
         staging = root.parent / f".{root.name}.staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        for split, count in (("train", n_train), ("val", n_val)):
-            _write_split(staging, split, count, img_size, seed)
-        _write_yaml(staging / "data.yaml")
-        (staging / "manifest.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(staging, root)
+        try:  # build beside, then swap in: a crash never leaves a half dataset that looks whole
+            for split, count in (("train", n_train), ("val", n_val)):
+                _write_split(staging, split, count, img_size, seed)
+            _write_yaml(staging / "data.yaml")
+            (staging / "manifest.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+            shutil.rmtree(root, ignore_errors=True)
+            os.replace(staging, root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return yaml_path
 
 
@@ -137,8 +140,8 @@ def render_image(rng: np.random.Generator, img_size: int) -> tuple[np.ndarray, l
         x1, x2, y1, y2 = x0 + xs.min(), x0 + xs.max() + 1, y0 + ys.min(), y0 + ys.max() + 1
         rows.append((cls, (x1 + x2) / 2 / img_size, (y1 + y2) / 2 / img_size,
                      (x2 - x1) / img_size, (y2 - y1) / img_size))
-    # Sensor-like noise, uniform in [-16, 15]; random bytes and saturating cv2 arithmetic are ~5x
-    # faster than integers() + clip, which matters when a campaign generates on first use.
+    # Sensor-like noise, about uniform in [-16, 15] (saturating at the ends): random bytes and cv2
+    # arithmetic cost a fraction of integers() + clip, and a campaign generates on first use.
     noise = np.frombuffer(rng.bytes(img.size), dtype=np.uint8).reshape(img.shape) >> 3
     img = cv2.subtract(cv2.add(img, noise), np.full_like(img, 16))
     return img, rows

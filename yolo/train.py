@@ -104,7 +104,6 @@ def train(
     hyp = hyp or Hyperparameters()
     start_time = time.perf_counter()
     torch.manual_seed(config.seed)
-    np.random.seed(config.seed)  # only for third-party code; ours draws from seeded Generators
     device = select_device(config.device)
     save_dir = Path(config.save_dir)
     weights_dir = save_dir / "weights"
@@ -170,7 +169,6 @@ def train(
         epoch_start = time.perf_counter()
         model.train()
         train_set.set_epoch(epoch)
-        train_loader.generator.manual_seed(config.seed * 1000 + epoch)
         loss_mean = torch.zeros(3)
         bar = tqdm(train_loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress, leave=False)

@@ -131,7 +131,7 @@ def run_val(args: argparse.Namespace) -> int:
     from yolo.hyp import Hyperparameters
     from yolo.loss import DetectionLoss
     from yolo.metrics import ap_table
-    from yolo.val import validate
+    from yolo.val import inference_copy, validate
 
     device = select_device(args.device)
     model, checkpoint = load_model(args.weights, device, fuse=False)
@@ -143,7 +143,7 @@ def run_val(args: argparse.Namespace) -> int:
                                batch_size=args.batch_size, pad=0.5)
     loader = create_dataloader(dataset, args.batch_size, shuffle=False, workers=args.workers, seed=0)
     loss_fn = DetectionLoss.from_model(model, hyp, args.img_size)
-    result = validate(model, loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
+    result = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
                       conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det, progress=True)
     print(ap_table(result.metrics, data.names))
     m = result.metrics

@@ -27,7 +27,7 @@ from yolo.model import build_model
 from yolo.optim import NOMINAL_BATCH, Schedule, accumulation_steps, build_optimizer
 from yolo.results import ResultsWriter
 from yolo.anchors import anchors_for_levels, best_possible_recall, label_box_sizes
-from yolo.val import DEFAULT_FITNESS_WEIGHTS, ValResult, validate
+from yolo.val import DEFAULT_FITNESS_WEIGHTS, ValResult, inference_copy, validate
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def train(
         bar.close()
 
         val = validate(
-            ema.ema, val_loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
+            inference_copy(ema.ema), val_loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
             fitness_weights=config.fitness_weights, amp=amp,
         )
         if val.fitness > best_fitness or best_epoch < 0:

@@ -6,6 +6,7 @@ letterbox), which is what COCO's own evaluation of the same detections would see
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -49,6 +50,18 @@ class ValResult:
         return row
 
 
+def inference_copy(model: nn.Module) -> nn.Module:
+    """A fused (Conv+BN), channels-last copy in eval mode; the original is left untouched.
+
+    On this project's 2-core CPU it runs the validation forward pass ~1.7x faster than the
+    training-mode module (oneDNN's channels-last kernels, and no separate BatchNorm pass).
+    """
+    clone = copy.deepcopy(model).eval()
+    if hasattr(clone, "fuse"):
+        clone.fuse()
+    return clone.to(memory_format=torch.channels_last)
+
+
 def ground_truth_in_original(targets: torch.Tensor, input_hw: tuple[int, int], shape) -> torch.Tensor:
     """Targets of one image (cls, cx, cy, w, h normalised to the input) -> [m, 5] cls + xyxy
     in original image pixels."""
@@ -58,7 +71,7 @@ def ground_truth_in_original(targets: torch.Tensor, input_hw: tuple[int, int], s
     return torch.cat((targets[:, :1], boxes), 1)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def validate(
     model: nn.Module,
     loader: Iterable,
@@ -91,6 +104,7 @@ def validate(
     for imgs, targets, _paths, shapes in tqdm(loader, desc="val", disable=not progress, leave=False):
         t0 = time.perf_counter()
         imgs = imgs.to(device, non_blocking=True).float().div_(255)
+        imgs = imgs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
             decoded, raw = forward(imgs)
         decoded = decoded.float()

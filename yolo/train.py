@@ -41,7 +41,7 @@ class TrainConfig:
     batch_size: int = 16
     device: str = "cpu"
     seed: int = 0
-    workers: int = 2
+    workers: int = 1  # one loader process; more only fight the 2 training threads for cores
     save_dir: str = "runs/train/exp"  # used as is: callers choose a fresh folder
     weights: str | None = None  # start from a checkpoint's weights (fine-tuning)
     cos_lr: bool = False

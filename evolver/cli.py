@@ -126,7 +126,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_val(args: argparse.Namespace) -> int:
     from yolo.checkpoint import load_model
-    from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+    from yolo.data import load_data_config, scan_dataset
+    from yolo.loader import DetectionDataset, create_dataloader
     from yolo.device import select_device
     from yolo.hyp import Hyperparameters
     from yolo.loss import DetectionLoss

@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from yolo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+from yolo.data import load_data_config, scan_dataset
+from yolo.loader import DetectionDataset, create_dataloader
 from yolo.device import select_device
 from yolo.ema import ModelEMA
 from yolo.hyp import Hyperparameters

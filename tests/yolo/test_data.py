@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -11,12 +12,11 @@ import pytest
 import torch
 
 from yolo.boxes import scale_boxes, xywhn2xyxy
-from yolo.data import (
-    DetectionDataset, create_dataloader, label_path, load_data_config, rect_batch_shapes, scan_dataset,
-)
+from yolo.data import label_path, load_data_config, scan_dataset
+from yolo.loader import DetectionDataset, create_dataloader, rect_batch_shapes
 from yolo.hyp import Hyperparameters
 
-COCO128 = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "coco128" / "coco128.yaml"
+COCO128 = Path(os.environ.get("EVOLVER_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "datasets" / "coco128" / "coco128.yaml"
 COLOURS = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255), (255, 255, 0),
            (255, 255, 255), (0, 0, 0)]
 # (h, w) and rectangles (cls, x1, y1, x2, y2); every class (colour) appears once in the dataset

@@ -10,7 +10,7 @@ import torch
 
 from yolo.checkpoint import load_checkpoint, load_model
 from yolo.hyp import Hyperparameters
-from yolo.train import TrainConfig, resume, train
+from yolo.train import resume, train
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def test_outputs_on_disk(trained):
 
 
 def test_best_weights_validate_like_training_said(trained, tiny_synthetic):
-    from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+    from yolo.data import load_data_config, scan_dataset
+    from yolo.loader import DetectionDataset, create_dataloader
     from yolo.val import validate
 
     config, result, reports = trained

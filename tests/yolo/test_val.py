@@ -9,7 +9,8 @@ import torch
 from tests.yolo.test_metrics import LabelledImage, pycocotools_map
 from yolo.boxes import non_max_suppression, scale_boxes
 from yolo.checkpoint import load_model
-from yolo.data import DetectionDataset, create_dataloader, load_data_config, scan_dataset
+from yolo.data import load_data_config, scan_dataset
+from yolo.loader import DetectionDataset, create_dataloader
 from yolo.hyp import Hyperparameters
 from yolo.val import ground_truth_in_original, validate
 

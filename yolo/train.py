@@ -108,7 +108,6 @@ def train(
     device = select_device(config.device)
     save_dir = Path(config.save_dir)
     weights_dir = save_dir / "weights"
-    weights_dir.mkdir(parents=True, exist_ok=True)
 
     data = load_data_config(config.data)
     train_index = scan_dataset(data.train, data.nc)
@@ -119,11 +118,14 @@ def train(
         raise ValueError(f"{config.data}: no usable training images")
 
     resumed = load_checkpoint(resume_from) if resume_from else None
-    model = build_model(config.cfg, nc=data.nc, anchors=prepare_anchors(train_index, config.img_size, hyp, config.seed))
+    weights_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     if resumed is not None:
-        model = build_model_from(resumed)
-    elif config.weights:
-        _load_matching_weights(model, load_checkpoint(config.weights))
+        model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
+    else:
+        anchors = prepare_anchors(train_index, config.img_size, hyp, config.seed)
+        model = build_model(config.cfg, nc=data.nc, anchors=anchors)
+        if config.weights:
+            _load_matching_weights(model, load_checkpoint(config.weights))
     model.to(device)
 
     train_set = DetectionDataset(

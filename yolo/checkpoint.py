@@ -32,6 +32,8 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = None
     ema_updates: int = 0
     torch_rng: torch.Tensor | None = None
+    last_step: int = -1  # batch index of the last optimiser step
+    pending_grads: dict[str, torch.Tensor] | None = None  # accumulated, not yet applied
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
@@ -55,6 +57,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         payload["optimizer"] = checkpoint.optimizer_state
     if checkpoint.torch_rng is not None:
         payload["torch_rng"] = checkpoint.torch_rng
+        payload["last_step"] = int(checkpoint.last_step)
+    if checkpoint.pending_grads:
+        payload["pending_grads"] = {k: v.detach().cpu() for k, v in checkpoint.pending_grads.items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # atomic: a crash mid-write never leaves a truncated checkpoint
@@ -84,6 +89,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         optimizer_state=payload.get("optimizer"),
         ema_updates=payload.get("ema_updates", 0),
         torch_rng=payload.get("torch_rng"),
+        last_step=payload.get("last_step", -1),
+        pending_grads=payload.get("pending_grads"),
     )
 
 

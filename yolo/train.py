@@ -161,6 +161,12 @@ def train(
     accumulate_full = accumulation_steps(config.batch_size)
     batches = len(train_loader)
     last_step = start_epoch * batches - 1
+    if resumed is not None and resumed.last_step >= 0:
+        # An epoch can end mid-accumulation: put back the gradients the interrupted run held.
+        last_step = resumed.last_step
+        params = dict(model.named_parameters())
+        for name, grad in (resumed.pending_grads or {}).items():
+            params[name].grad = grad.to(device)
     last_report: EpochReport | None = None
     stopped_early = False
     log.info(
@@ -221,12 +227,13 @@ def train(
             epoch=epoch, best_fitness=best_fitness, hyp=hyp.to_dict(), train_config=config.to_dict(),
             metrics={**val.as_dict(), "best_epoch": best_epoch},
             train_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            ema_updates=ema.updates, torch_rng=torch.get_rng_state(),
+            ema_updates=ema.updates, torch_rng=torch.get_rng_state(), last_step=last_step,
+            pending_grads={n: p.grad for n, p in model.named_parameters() if p.grad is not None},
         )
         save_checkpoint(weights_dir / "last.pt", checkpoint)
         if best_epoch == epoch:
             save_checkpoint(weights_dir / "best.pt", dataclasses.replace(
-                checkpoint, train_state=None, optimizer_state=None, torch_rng=None))
+                checkpoint, train_state=None, optimizer_state=None, torch_rng=None, pending_grads=None))
         last_report = report
         if any(callback(report) for callback in callbacks):
             stopped_early = epoch + 1 < config.epochs

@@ -50,6 +50,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         "train_config": dict(checkpoint.train_config),
         "metrics": {k: float(v) for k, v in checkpoint.metrics.items()},
         "ema_updates": int(checkpoint.ema_updates),
+        "last_step": int(checkpoint.last_step),
     }
     if checkpoint.train_state is not None:
         payload["train_model"] = {k: v.detach().cpu() for k, v in checkpoint.train_state.items()}
@@ -57,7 +58,6 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         payload["optimizer"] = checkpoint.optimizer_state
     if checkpoint.torch_rng is not None:
         payload["torch_rng"] = checkpoint.torch_rng
-        payload["last_step"] = int(checkpoint.last_step)
     if checkpoint.pending_grads:
         payload["pending_grads"] = {k: v.detach().cpu() for k, v in checkpoint.pending_grads.items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -94,12 +94,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu", fuse: bool = False) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild the detector of a checkpoint with its (EMA) weights, in eval mode."""
+def build_model_from(checkpoint: Checkpoint) -> nn.Module:
+    """The checkpoint's architecture (config rows, nc, anchors), freshly initialised."""
     from yolo.model import Detector, ModelConfig
 
+    return Detector(ModelConfig.from_dict(checkpoint.model_config))
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu", fuse: bool = False) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild the detector of a checkpoint with its (EMA) weights, in eval mode."""
     checkpoint = load_checkpoint(path)
-    model = Detector(ModelConfig.from_dict(checkpoint.model_config))
+    model = build_model_from(checkpoint)
     model.load_state_dict(checkpoint.model_state)
     model.to(device).eval()
     if fuse:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from yolo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from yolo.checkpoint import Checkpoint, build_model_from, load_checkpoint, save_checkpoint
 from yolo.data import load_data_config, scan_dataset
 from yolo.loader import DetectionDataset, create_dataloader
 from yolo.device import select_device
@@ -289,12 +289,6 @@ def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int) -> np
     anchors = anchors_for_levels(wh, hyp.anchors_per_level, 3, hyp.anchor_t, img_size, seed)
     log.info("anchors: %d per level fitted to %d boxes", hyp.anchors_per_level, len(wh))
     return anchors
-
-
-def build_model_from(checkpoint: Checkpoint):
-    from yolo.model import ModelConfig
-
-    return build_model(ModelConfig.from_dict(checkpoint.model_config))
 
 
 def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:

@@ -12,10 +12,18 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from pydantic import ValidationError
+
+from evolver import campaign_cli
+
 DESCRIPTION = """\
 Evolver evolves YOLO training hyperparameters with YOLOv5's genetic algorithm.
 
-Today's subcommands train and validate the detector itself:
+Evolution campaigns (local Ray + SQLite by default; see `evolver run --help`):
+  evolver run campaign.yaml            run a campaign to the end (Ctrl-C: `evolver resume ID` later)
+  evolver status [ID] | cancel ID | resume ID | best ID | import-csv ID evolve.csv | create spec.yaml
+
+The detector itself:
   evolver train                       train yolov5n on the built-in synthetic dataset
   evolver train --data coco128.yaml --cfg yolov5s --epochs 10 --img 320 --hyp hyp.yaml
   evolver train --resume runs/train/exp/weights/last.pt
@@ -80,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_val(sub)
     _add_synth(sub)
+    campaign_cli.add_subcommands(sub)
     return parser
 
 
@@ -164,12 +173,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    handlers = {"train": run_train, "val": run_val, "synth": run_synth}
+    handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS}
     try:
         return handlers[args.command](args)
+    except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too
+        from evolver.campaign import format_validation_error
+
+        return campaign_cli.fail(args.command, "invalid campaign:\n" + format_validation_error(err))
+    except KeyError as err:  # an unknown campaign id
+        return campaign_cli.fail(args.command, str(err.args[0]) if err.args else str(err))
     except (ValueError, FileNotFoundError) as err:
-        print(f"evolver {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return campaign_cli.fail(args.command, str(err))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -19,12 +21,55 @@ from yolo.augment import (
     augment_hsv, flip_lr, flip_ud, letterbox, mixup, mosaic4, mosaic_centre, random_perspective,
 )
 from yolo.boxes import xywhn2xyxy, xyxy2xywhn
-from yolo.data import DatasetIndex
+from yolo.data import DatasetIndex, scan_dataset
 from yolo.hyp import Hyperparameters
 
 log = logging.getLogger(__name__)
 
 Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
+
+
+class DatasetCache:
+    """Scanned dataset indexes and decoded, resized images shared by successive trainings in one
+    process (an evolution worker trains many trials on the same data, which must not change
+    meanwhile). Images are keyed by path, size and resampling, so a train set (linear) and a val
+    set (area) of the same files never mix. Thread-safe; unbounded, so give one to a process
+    whose datasets fit in RAM, as `cache_images` already assumes."""
+
+    def __init__(self) -> None:
+        self._images: dict[tuple[str, int, int], np.ndarray] = {}
+        self._indexes: dict[tuple[str, int], DatasetIndex] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def scan(self, image_files: Sequence[str | Path], nc: int) -> DatasetIndex:
+        """`scan_dataset(image_files, nc)`, done once per list of files."""
+        key = (tuple(str(f) for f in image_files), nc)
+        with self._lock:
+            index = self._indexes.get(key)
+        if index is None:
+            index = scan_dataset(image_files, nc)
+            with self._lock:
+                self._indexes[key] = index
+        return index
+
+    def get(self, path: Path, img_size: int, interpolation: int) -> np.ndarray | None:
+        with self._lock:
+            img = self._images.get((str(path), img_size, interpolation))
+            if img is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return img
+
+    def put(self, path: Path, img_size: int, interpolation: int, img: np.ndarray) -> None:
+        img.setflags(write=False)  # shared across datasets: augmentation must copy, never write
+        with self._lock:
+            self._images[(str(path), img_size, interpolation)] = img
+
+    def __len__(self) -> int:
+        return len(self._images)
 
 
 class DetectionDataset(torch.utils.data.Dataset):
@@ -37,7 +82,7 @@ class DetectionDataset(torch.utils.data.Dataset):
     def __init__(
         self, index: DatasetIndex, img_size: int, hyp: Hyperparameters, augment: bool,
         cache_images: bool = False, rect: bool = False, batch_size: int = 16, stride: int = 32,
-        pad: float = 0.0, seed: int = 0,
+        pad: float = 0.0, seed: int = 0, dataset_cache: DatasetCache | None = None,
     ) -> None:
         self.img_size, self.hyp, self.augment, self.rect, self.seed = img_size, hyp, augment, rect, seed
         self.batch_size = batch_size
@@ -50,6 +95,7 @@ class DetectionDataset(torch.utils.data.Dataset):
                           shear=hyp.shear, perspective=hyp.perspective)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._cache: list[np.ndarray] | None = None
+        self._shared_cache = dataset_cache
         if cache_images:
             with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
                 self._cache = list(pool.map(self._read_resized, range(len(self.records))))
@@ -65,16 +111,24 @@ class DetectionDataset(torch.utils.data.Dataset):
         return int(self._epoch[0])
 
     def _read_resized(self, i: int) -> np.ndarray:
-        """Read image i and resize it so its long side is img_size."""
+        """Read image i and resize it so its long side is img_size (via the shared cache if any)."""
         path = self.records[i].path
+        # INTER_AREA is the better shrink; augmentation resamples anyway, so there go fast.
+        shrink = cv2.INTER_LINEAR if self.augment else cv2.INTER_AREA
+        if self._shared_cache is not None:
+            cached = self._shared_cache.get(path, self.img_size, shrink)
+            if cached is not None:
+                return cached
         img = cv2.imread(str(path))
         if img is None:
             raise OSError(f"cannot read image {path}")
         h0, w0 = img.shape[:2]
         r = self.img_size / max(h0, w0)
-        if r != 1:  # INTER_AREA is the better shrink; augmentation resamples anyway, so go fast
-            interp = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
+        if r != 1:
+            interp = cv2.INTER_LINEAR if r > 1 else shrink
             img = cv2.resize(img, (max(1, round(w0 * r)), max(1, round(h0 * r))), interpolation=interp)
+        if self._shared_cache is not None:
+            self._shared_cache.put(path, self.img_size, shrink, img)
         return img
 
     def load_image(self, i: int) -> np.ndarray:

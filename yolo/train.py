@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from yolo.checkpoint import Checkpoint, build_model_from, load_checkpoint, save_checkpoint
 from yolo.data import load_data_config, scan_dataset
-from yolo.loader import DetectionDataset, create_dataloader
+from yolo.loader import DetectionDataset, DatasetCache, create_dataloader
 from yolo.device import select_device
 from yolo.ema import ModelEMA
 from yolo.hyp import Hyperparameters
@@ -80,6 +80,17 @@ class EpochReport:
 EpochCallback = Callable[[EpochReport], bool | None]
 
 
+class TrainingStopped(Exception):
+    """Raised between batches when `should_stop()` turned true (a cancelled or pruned trial).
+    `last_report` is the latest finished epoch (None if none finished): its metrics are the
+    trial's partial result."""
+
+    def __init__(self, epoch: int, last_report: EpochReport | None):
+        super().__init__(f"training stopped on request during epoch {epoch + 1}")
+        self.epoch = epoch
+        self.last_report = last_report
+
+
 @dataclass(frozen=True)
 class TrainResult:
     metrics: dict[str, float]  # final epoch: P, R, mAP@0.5, mAP@0.5:0.95, val losses, fitness
@@ -100,8 +111,16 @@ def train(
     hyp: Hyperparameters | None = None,
     callbacks: Sequence[EpochCallback] = (),
     resume_from: str | Path | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    dataset_cache: DatasetCache | None = None,
 ) -> TrainResult:
-    """Train `config.cfg` on `config.data` with `hyp`; with `resume_from` (a last.pt), continue it."""
+    """Train `config.cfg` on `config.data` with `hyp`; with `resume_from` (a last.pt), continue it.
+
+    `should_stop` is polled before every batch; when it returns True, `TrainingStopped` is raised
+    (the checkpoints of finished epochs stay on disk). `dataset_cache` shares scanned labels and decoded
+    images with earlier trainings in this process: a worker reads a dataset once, not per trial.
+    """
     hyp = hyp or Hyperparameters()
     start_time = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -110,8 +129,9 @@ def train(
     weights_dir = save_dir / "weights"
 
     data = load_data_config(config.data)
-    train_index = scan_dataset(data.train, data.nc)
-    val_index = scan_dataset(data.val, data.nc)
+    scan = dataset_cache.scan if dataset_cache is not None else scan_dataset
+    train_index = scan(data.train, data.nc)
+    val_index = scan(data.val, data.nc)
     log.info("train: %s", train_index.summary())
     log.info("val: %s", val_index.summary())
     if not len(train_index):
@@ -130,10 +150,11 @@ def train(
 
     train_set = DetectionDataset(
         train_index, config.img_size, hyp, augment=True, cache_images=config.cache_images, seed=config.seed,
+        dataset_cache=dataset_cache,
     )
     val_set = DetectionDataset(
         val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
-        rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed,
+        rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed, dataset_cache=dataset_cache,
     )
     train_loader = create_dataloader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed)
     val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers, seed=config.seed)
@@ -182,6 +203,9 @@ def train(
         bar = tqdm(train_loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not config.progress, leave=False)
         for i, (imgs, targets, _paths, _shapes) in enumerate(bar):
+            if should_stop is not None and should_stop():
+                bar.close()
+                raise TrainingStopped(epoch, last_report)
             step = i + batches * epoch
             schedule.apply(optimizer, epoch, step)
             # During warmup the effective batch grows from one batch to the nominal 64 images.

@@ -10,7 +10,8 @@ import torch
 
 from yolo.checkpoint import load_checkpoint, load_model
 from yolo.hyp import Hyperparameters
-from yolo.train import TrainConfig, resume, train
+from yolo.loader import DatasetCache
+from yolo.train import TrainConfig, TrainingStopped, resume, train
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,39 @@ def test_resume_mid_accumulation_is_exact(tiny_synthetic, tmp_path):
     resumed = resume(stopped.last)
     a, b = load_checkpoint(full.last).train_state, load_checkpoint(resumed.last).train_state
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_should_stop_interrupts_between_batches(tiny_synthetic, tmp_path):
+    config = TrainConfig(data=str(tiny_synthetic), epochs=3, img_size=96, batch_size=16, workers=0,
+                         save_dir=str(tmp_path / "stop"), progress=False)
+    reports = []
+    polls = []
+
+    def should_stop() -> bool:
+        polls.append(len(reports))
+        return len(reports) == 1 and polls.count(1) == 2  # epoch 2, before its second batch
+
+    with pytest.raises(TrainingStopped) as stopped:
+        train(config, Hyperparameters(), callbacks=[reports.append], should_stop=should_stop)
+    assert stopped.value.epoch == 1
+    assert stopped.value.last_report is reports[0]
+    assert (tmp_path / "stop/weights/last.pt").exists()  # finished epochs keep their checkpoint
+
+
+def test_shared_dataset_cache_is_reused_and_changes_nothing(tiny_synthetic, tmp_path):
+    def run(name, cache):
+        config = TrainConfig(data=str(tiny_synthetic), epochs=1, img_size=96, batch_size=16, workers=0,
+                             save_dir=str(tmp_path / name), progress=False)
+        return train(config, Hyperparameters(), dataset_cache=cache)
+
+    cache = DatasetCache()
+    plain = run("plain", None)
+    first = run("first", cache)
+    assert len(cache._indexes) == 2
+    assert cache.misses == 64 + 16 and cache.hits == 0 and len(cache) == 80
+    second = run("second", cache)
+    assert cache.hits == 80 and cache.misses == 80
+    assert first.metrics == plain.metrics == second.metrics
+    weights = [load_checkpoint(r.weights).model_state for r in (plain, first, second)]
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]) and torch.equal(tensor, weights[2][name]), name

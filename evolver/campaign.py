@@ -1,0 +1,162 @@
+"""What a campaign is: the typed, validated spec a user submits (YAML, JSON or Python).
+
+The spec is stored as JSON in the campaign's SQL row, so a resumed or remote coordinator rebuilds
+exactly the same campaign from the database alone. Validation happens here, once, and every error
+names the field: the CLI prints it, the API turns it into a 422.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evolver.fitness import DEFAULT_FITNESS_WEIGHTS
+from evolver.space import SearchSpace
+from yolo.hyp import Hyperparameters
+
+MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
+SYNTHETIC = "synthetic"
+
+
+class EarlyStopping(BaseModel):
+    """Median stopping: a trial whose fitness at epoch e (e >= min_epochs) is below the median of
+    the completed trials' fitness at e stops and is recorded as pruned. Needs `min_trials`
+    completed trials before it judges anyone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: Literal["none", "median"] = "none"
+    min_epochs: int = Field(2, ge=1, description="never prune before this many epochs")
+    min_trials: int = Field(3, ge=1, description="completed trials needed before pruning starts")
+
+
+class CampaignSpec(BaseModel):
+    """One evolution campaign: the data, the training of each trial, the GA, the search space."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("campaign", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    # Training of every trial (DESIGN.md: one trial is YOLOv5's 10-epoch fine-tune by default).
+    data: str = Field(SYNTHETIC, description="data yaml (YOLO format) or 'synthetic' for the built-in dataset")
+    cfg: Literal["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"] = "yolov5n"
+    weights: str | None = Field(None, description="checkpoint every trial fine-tunes from (default: scratch)")
+    epochs: int = Field(10, ge=1, le=10_000)
+    img_size: int = Field(640, ge=32, le=8192)
+    batch_size: int = Field(16, ge=1, le=4096)
+    # The search.
+    generations: int = Field(10, ge=1, le=100_000)
+    population: int = Field(1, ge=1, le=10_000, description="trials per generation (1 = YOLOv5's loop)")
+    sync: bool = Field(False, description="wait for each generation before breeding the next")
+    seed: int = Field(0, ge=0, description="makes the sequence of children repeat")
+    parent_selection: Literal["single", "weighted"] = "single"
+    top_n: int = Field(5, ge=1, description="parents come from the best n finished trials")
+    mutation_probability: float = Field(0.9, gt=0.0, le=1.0)
+    sigma: float = Field(0.2, gt=0.0, le=10.0, description="mutation scale (variance sigma^2)")
+    fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
+    hyp: dict[str, float] = Field(default_factory=dict, description="base hyperparameters, over YOLOv5's defaults")
+    hyp_file: str | None = Field(None, description="a YOLOv5 hyp yaml as the base (hyp overrides it)")
+    search_space: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per hyperparameter: gain / lower / upper overrides")
+    early_stopping: EarlyStopping = EarlyStopping()
+    # Running it.
+    max_attempts: int = Field(3, ge=1, le=100, description="tries per trial when workers die")
+    cpu_workers: int = Field(1, ge=1, le=256, description="workers when the cluster has no GPU")
+    loader_workers: int = Field(0, ge=0, le=64, description="data loader processes per trial")
+    keep_top_k: int = Field(3, ge=0, description="best trials whose weights are kept")
+    trainer: Literal["yolo", "sleep"] = Field(
+        "yolo", description="'sleep' trains nothing: a dry run of the cluster and the GA")
+
+    @field_validator("img_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32 (the largest stride), got {value}")
+        return value
+
+    @field_validator("fitness_weights")
+    @classmethod
+    def _weights_count(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if all(w == 0 for w in value):
+            raise ValueError("at least one weight must be non-zero")
+        return value
+
+    @field_validator("hyp")
+    @classmethod
+    def _known_hyps(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(Hyperparameters.keys()))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s): {', '.join(unknown)}")
+        return value
+
+    @field_validator("search_space")
+    @classmethod
+    def _space_overrides(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        SearchSpace.default().with_overrides(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _data_is_yaml(self) -> "CampaignSpec":
+        if self.trainer == "yolo" and self.data != SYNTHETIC and not self.data.endswith((".yaml", ".yml")):
+            raise ValueError(f"data must be a data yaml or '{SYNTHETIC}', got {self.data!r}")
+        return self
+
+    @property
+    def total_trials(self) -> int:
+        return self.generations * self.population
+
+    def space(self) -> SearchSpace:
+        return SearchSpace.default().with_overrides(self.search_space)
+
+    def base_hyp(self, base_dir: Path | None = None) -> dict[str, float]:
+        """YOLOv5's defaults, then `hyp_file`, then `hyp`; unknown keys in the file are an error."""
+        base = Hyperparameters()
+        if self.hyp_file:
+            base = Hyperparameters.from_yaml(self._resolve(self.hyp_file, base_dir))
+        return base.replace(**self.hyp).to_dict()
+
+    def check_files(self, base_dir: Path | None = None) -> None:
+        """Files the spec names must exist (raises FileNotFoundError naming the field)."""
+        for field in ("data", "hyp_file", "weights"):
+            value = getattr(self, field)
+            if value and value != SYNTHETIC and not self._resolve(value, base_dir).is_file():
+                raise FileNotFoundError(f"{field}: no such file: {value}")
+
+    def resolved(self, base_dir: Path) -> "CampaignSpec":
+        """The spec with its file paths made absolute (relative ones are relative to base_dir),
+        so it means the same thing when a coordinator elsewhere reads it from SQL."""
+        changes: dict[str, Any] = {}
+        for field in ("data", "hyp_file", "weights"):
+            value = getattr(self, field)
+            if value and value != SYNTHETIC:
+                changes[field] = str(self._resolve(value, base_dir).resolve())
+        return self.model_copy(update=changes)
+
+    @staticmethod
+    def _resolve(path: str, base_dir: Path | None) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() or base_dir is None else base_dir / p
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "CampaignSpec":
+        """Load a campaign yaml; its relative paths are taken relative to the yaml's folder."""
+        path = Path(path)
+        with open(path) as f:
+            row = yaml.safe_load(f)
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: a campaign yaml is a mapping of fields, got {type(row).__name__}")
+        return cls.model_validate(row).resolved(path.resolve().parent)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per bad field, e.g. 'population: Input should be greater than or equal to 1'."""
+    lines = []
+    for problem in err.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "spec"
+        lines.append(f"{where}: {problem['msg']}")
+    return "\n".join(lines)

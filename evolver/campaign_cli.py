@@ -1,0 +1,265 @@
+"""Campaign subcommands of `evolver`: run, create, resume, status, cancel, best, import-csv.
+
+`evolver run --campaign ID --db URL` is also the entry point a Ray job runs (the API's launcher and
+`ray job submit` both use it). Everything reads and writes through the SQL store; nothing here
+keeps state of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROJECT = "runs/evolve"
+
+EXAMPLES = """\
+examples:
+  evolver run campaign.yaml                      evolve on a local Ray, SQLite in runs/evolve/
+  evolver run campaign.yaml --address auto       use the running Ray cluster
+  evolver run --campaign 3 --db postgresql+psycopg://u:p@db/evolver   (what a Ray job runs)
+  evolver status                                 every campaign in the database
+  evolver status 3                               generations and running trials of campaign 3
+  evolver cancel 3 / evolver resume 3 / evolver best 3
+  evolver create campaign.yaml && evolver import-csv 1 evolve.csv && evolver run --campaign 1
+"""
+
+
+def default_db(project: str = DEFAULT_PROJECT) -> str:
+    from evolver.store import Store
+
+    return Store.sqlite_url(Path(project).resolve() / "evolver.db")
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", help=f"SQLAlchemy URL (sqlite:///…, postgresql+psycopg://…); default: "
+                                f"SQLite in {DEFAULT_PROJECT}/evolver.db")
+    p.add_argument("--project", default=DEFAULT_PROJECT, help="folder of the default database and run folders")
+
+
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", help="Ray cluster address ('auto' = the running cluster); default: a "
+                                     "private local Ray on 127.0.0.1 (inside `ray job submit`: that job's cluster)")
+    p.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to give it (default: detect)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("run", help="run an evolution campaign", formatter_class=fmt, epilog=EXAMPLES,
+                       description="Create a campaign from a campaign yaml and run it to the end, or run an "
+                                   "existing one (--campaign). Ctrl-C leaves it resumable.")
+    p.add_argument("spec", nargs="?", help="campaign yaml (fields: see evolver/campaign.py or the README)")
+    p.add_argument("--campaign", type=int, help="run this stored campaign instead of creating one")
+    _add_db(p)
+    _add_ray(p)
+    p = sub.add_parser("create", help="store a campaign without running it", formatter_class=fmt)
+    p.add_argument("spec", help="campaign yaml")
+    _add_db(p)
+    p = sub.add_parser("resume", help="continue a stopped, cancelled or crashed campaign", formatter_class=fmt)
+    p.add_argument("campaign", type=int)
+    _add_db(p)
+    _add_ray(p)
+    p = sub.add_parser("status", help="campaigns, or one campaign's generations and running trials")
+    p.add_argument("campaign", type=int, nargs="?")
+    _add_db(p)
+    p = sub.add_parser("cancel", help="stop a campaign: no new trials, running ones stop within seconds")
+    p.add_argument("campaign", type=int)
+    _add_db(p)
+    p = sub.add_parser("best", help="the best trial: metrics, hyperparameters, weights")
+    p.add_argument("campaign", type=int)
+    _add_db(p)
+    p = sub.add_parser("import-csv", help="seed a campaign's parents from a YOLOv5 evolve.csv")
+    p.add_argument("campaign", type=int)
+    p.add_argument("csv", help="evolve.csv written by YOLOv5 (or by evolver)")
+    _add_db(p)
+
+
+def _open_store(args: argparse.Namespace):
+    from evolver.store import Store
+
+    url = args.db or default_db(args.project)
+    return Store.open(url)
+
+
+def _fresh_run_dir(project: str, name: str) -> Path:
+    base = Path(project).resolve() / name
+    path, n = base, 2
+    while path.exists():
+        path, n = base.with_name(f"{name}{n}"), n + 1
+    return path
+
+
+def _create(store, spec_path: str, project: str) -> int:
+    from evolver.campaign import CampaignSpec
+
+    spec = CampaignSpec.from_yaml(spec_path)
+    spec.check_files()
+    spec.base_hyp()  # a bad hyp_file fails now, before anything is stored
+    run_dir = _fresh_run_dir(project, spec.name)
+    campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return campaign_id
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from evolver.cluster import connect
+    from evolver.coordinator import Coordinator, CoordinatorSettings
+    from workers import WorkerPool, build_trainer
+
+    if (args.spec is None) == (args.campaign is None):
+        raise ValueError("give either a campaign yaml or --campaign ID")
+    store = _open_store(args)
+    try:
+        campaign_id = args.campaign if args.campaign is not None else _create(store, args.spec, args.project)
+        record = store.campaign(campaign_id)
+        if args.command == "resume" and record.status in ("cancelled", "failed", "completed"):
+            store.set_campaign_status(campaign_id, "running")
+        elif record.status in ("completed", "cancelled"):
+            raise ValueError(f"campaign {campaign_id} is {record.status}; `evolver resume {campaign_id}` continues it")
+        from evolver.campaign import CampaignSpec
+
+        spec = CampaignSpec.model_validate(record.spec)
+        print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} trials, run folder {record.run_dir}")
+        connect(args.address, num_gpus=args.num_gpus)
+        pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
+        try:
+            outcome = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=not args.quiet)).run()
+        finally:
+            pool.shutdown()
+        best = "-" if outcome.best_fitness is None else f"{outcome.best_fitness:.5f} (trial {outcome.best_trial})"
+        print(f"campaign {campaign_id} {outcome.status} in {outcome.seconds:.1f}s: {outcome.completed} completed, "
+              f"{outcome.failed} failed, {outcome.pruned} pruned, {outcome.cancelled} cancelled; best fitness {best}")
+        print(f"hyp_evolved.yaml and evolve.csv in {record.run_dir}")
+        return 0 if outcome.status in ("completed", "cancelled") else 1
+    finally:
+        store.close()
+
+
+def create_campaign(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        campaign_id = _create(store, args.spec, args.project)
+        print(campaign_id)
+    finally:
+        store.close()
+    return 0
+
+
+def show_status(args: argparse.Namespace) -> int:
+    from evolver.campaign import CampaignSpec
+
+    store = _open_store(args)
+    try:
+        if args.campaign is None:
+            print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'best':>9}")
+            for c in store.campaigns():
+                trials = store.trials(c.id)
+                done = sum(t.finished for t in trials)
+                total = CampaignSpec.model_validate(c.spec).total_trials
+                best = max((t.fitness for t in trials if t.status == "completed" and t.fitness is not None),
+                           default=None)
+                print(f"{c.id:>4} {c.name:<24} {c.status:<10} {done:>5}/{total:<5} "
+                      f"{'-' if best is None else f'{best:.5f}':>9}")
+            return 0
+        c = store.campaign(args.campaign)
+        spec = CampaignSpec.model_validate(c.spec)
+        trials = store.trials(c.id)
+        counts = {s: sum(t.status == s for t in trials) for s in
+                  ("completed", "running", "pending", "failed", "pruned", "cancelled")}
+        print(f"campaign {c.id} {c.name}: {c.status}; {spec.total_trials} trials "
+              + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; run folder {c.run_dir}")
+        if c.error:
+            print(f"error: {c.error}")
+        print(f"{'gen':>5} {'best':>9} {'mean':>9} {'best trial':>10}")
+        for g in store.generations(c.id):
+            if g.closed_at is not None:
+                print(f"{g.index:>5} {_num(g.best_fitness):>9} {_num(g.mean_fitness):>9} "
+                      f"{'-' if g.best_trial is None else g.best_trial:>10}")
+        for t in trials:
+            if t.status == "running":
+                epochs = store.epochs(c.id, t.number)
+                print(f"running: trial {t.number} (attempt {t.attempt}) on {t.worker} node {t.node_ip} "
+                      f"gpu {t.gpu_id or '-'}: epoch {len(epochs)}/{spec.epochs}"
+                      + (f", fitness {epochs[-1].fitness:.5f}" if epochs else ""))
+        return 0
+    finally:
+        store.close()
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.5f}"
+
+
+def cancel_campaign(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        record = store.campaign(args.campaign)
+        if record.status in ("completed", "failed", "cancelled"):
+            print(f"campaign {record.id} is already {record.status}")
+            return 0
+        store.set_campaign_status(record.id, "cancelled")
+        print(f"campaign {record.id} cancelled; its coordinator stops running trials within seconds")
+        return 0
+    finally:
+        store.close()
+
+
+def show_best(args: argparse.Namespace) -> int:
+    import yaml
+
+    store = _open_store(args)
+    try:
+        record = store.campaign(args.campaign)
+        completed = [t for t in store.trials(record.id, statuses=("completed",)) if t.fitness is not None]
+        if not completed:
+            print(f"campaign {record.id} has no completed trial yet")
+            return 1
+        best = max(completed, key=lambda t: (t.fitness, -t.number))
+        print(f"best of campaign {record.id}: trial {best.number} (generation {best.generation}), "
+              f"fitness {best.fitness:.5f}")
+        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in best.metrics.items()))
+        print(yaml.safe_dump(best.hyp, sort_keys=False).rstrip())
+        artefacts = {a.trial_number: a for a in store.artefacts(record.id)}
+        if best.number in artefacts:
+            print(f"weights: {artefacts[best.number].path}")
+        print(f"hyp_evolved.yaml: {Path(record.run_dir) / 'hyp_evolved.yaml'}")
+        return 0
+    finally:
+        store.close()
+
+
+def import_csv(args: argparse.Namespace) -> int:
+    from evolver.campaign import CampaignSpec
+    from evolver.exchange import read_evolve_csv
+    from evolver.fitness import fitness
+
+    store = _open_store(args)
+    try:
+        record = store.campaign(args.campaign)
+        spec = CampaignSpec.model_validate(record.spec)
+        rows = read_evolve_csv(args.csv)
+        parents = [(hyp, metrics, fitness(metrics, spec.fitness_weights)) for metrics, hyp in rows]
+        count = store.add_imported_parents(record.id, parents)
+        print(f"campaign {record.id}: {count} parents imported from {args.csv}")
+        return 0
+    finally:
+        store.close()
+
+
+HANDLERS = {
+    "run": run_campaign, "resume": lambda a: run_campaign(_as_resume(a)), "create": create_campaign,
+    "status": show_status, "cancel": cancel_campaign, "best": show_best, "import-csv": import_csv,
+}
+
+
+def _as_resume(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "spec": None})
+
+
+def fail(command: str, message: str) -> int:
+    print(f"evolver {command}: error: {message}", file=sys.stderr)
+    return 2

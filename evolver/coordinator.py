@@ -1,0 +1,395 @@
+"""The campaign coordinator: keeps every worker busy with a child bred from the best finished
+trials, and writes every state change to SQL (it is the store's only writer).
+
+One loop, no threads: dispatch to idle workers, wait up to `poll_seconds` for a result, poll the
+busy workers' per-epoch progress (record it, prune by the median rule), check the campaign's
+status in SQL (cancel), and grow the pool when GPUs join. All state lives in SQL, so a coordinator
+that dies is replaced by running the same campaign again: completed trials stay, interrupted ones
+run again with attempt + 1, and the total number of trials stays exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayActorError
+
+from evolver.campaign import CampaignSpec
+from evolver.fitness import fitness as weighted_fitness
+from evolver.progress import CampaignProgress
+from evolver.pruning import Pruner, build_pruner
+from evolver.run_folder import RunFolder
+from evolver.searcher import GeneticSearcher, Observation
+from evolver.store import Store, TrialRecord
+from workers import TrialResult, TrialSpec, WorkerHandle, WorkerPool
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("completed", "failed", "pruned", "cancelled")
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    poll_seconds: float = 0.5  # result wait / progress poll period
+    control_seconds: float = 1.0  # how often the campaign's status is read (cancel)
+    grow_seconds: float = 5.0  # how often the cluster is checked for new GPUs
+    stop_grace_seconds: float = 30.0  # a stopped trial that does not return by then is killed
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class CampaignOutcome:
+    campaign_id: int
+    status: str
+    completed: int
+    failed: int
+    pruned: int
+    cancelled: int
+    best_trial: int | None
+    best_fitness: float | None
+    seconds: float
+
+
+@dataclass
+class _Busy:
+    """A trial out on a worker."""
+
+    worker: WorkerHandle
+    trial: TrialRecord
+    ref: ray.ObjectRef
+    epochs: list[float] = field(default_factory=list)
+    stop_reason: str | None = None  # "pruned" or "cancelled" once we asked it to stop
+    stop_asked_at: float = 0.0
+
+
+class Coordinator:
+    def __init__(self, store: Store, campaign_id: int, pool: WorkerPool,
+                 settings: CoordinatorSettings = CoordinatorSettings()):
+        self.store, self.campaign_id, self.pool, self.settings = store, campaign_id, pool, settings
+        record = store.campaign(campaign_id)
+        self.name = record.name
+        self.spec = CampaignSpec.model_validate(record.spec)
+        self.run_dir = Path(record.run_dir)
+        self.searcher = GeneticSearcher(
+            self.spec.space(), self.spec.base_hyp(), self.spec.seed,
+            parent_selection=self.spec.parent_selection, top_n=self.spec.top_n,
+            mutation_probability=self.spec.mutation_probability, sigma=self.spec.sigma,
+        )
+        es = self.spec.early_stopping
+        self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
+        self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)
+        self.total = self.spec.total_trials
+        self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
+        self._busy: dict[ray.ObjectRef, _Busy] = {}
+        self._locations: dict[str, ray.ObjectRef | dict] = {}  # worker -> pending ref or location
+        self._counts = {status: 0 for status in FINISHED}
+        self._next_number = 0
+        self._closed_generations: set[int] = set()
+        self._best: TrialRecord | None = None
+        self._cancelling = False
+        self.busy_seconds = 0.0  # summed trial time on workers (for utilisation)
+
+    # ----------------------------------------------------------------------------- state
+    def _load(self) -> None:
+        """Rebuild everything from SQL: the GA's observations, the queue, the counts, the files."""
+        for parent in self.store.imported_parents(self.campaign_id):
+            self.searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
+        trials = self.store.trials(self.campaign_id)
+        completed = []
+        for trial in trials:
+            if trial.status == "completed":
+                completed.append(trial)
+                self.searcher.observe(Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+                if self.spec.early_stopping.rule != "none":
+                    self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
+                self._note_best(trial)
+            if trial.status in FINISHED:  # cancelled ones too: a cancel is final for its trials
+                self._counts[trial.status] += 1
+            elif trial.status == "running":  # the previous coordinator died while it trained
+                self._queue.append(self._requeue(trial))
+            else:  # pending: bred and stored, never started
+                self._queue.append(trial)
+        self._queue = deque(t for t in self._queue if t.status not in FINISHED)
+        self._next_number = max((t.number for t in trials), default=-1) + 1
+        self.folder.rebuild(completed)
+        for generation in range(self._next_number // self.spec.population + 1):
+            self._close_generation(generation)
+
+    def _requeue(self, trial: TrialRecord) -> TrialRecord:
+        """Back to pending with attempt + 1, or failed when out of attempts."""
+        if trial.attempt >= self.spec.max_attempts and trial.status == "running":
+            self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "failed", metrics={},
+                                    fitness=None, epochs_done=0,
+                                    error=f"interrupted {trial.attempt} times (max_attempts={self.spec.max_attempts})")
+            self._counts["failed"] += 1
+            self._close_generation(trial.generation)
+            return self.store.trial(self.campaign_id, trial.number)
+        self.store.requeue_trial(self.campaign_id, trial.number)
+        return self.store.trial(self.campaign_id, trial.number)
+
+    def _note_best(self, trial: TrialRecord) -> None:
+        if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
+            self._best = trial
+
+    def _close_generation(self, generation: int) -> None:
+        if generation in self._closed_generations:
+            return
+        if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
+            self._closed_generations.add(generation)
+
+    @property
+    def _finished(self) -> int:
+        return sum(self._counts.values())
+
+    # ----------------------------------------------------------------------------- workers
+    def _sync_workers(self) -> None:
+        for handle in self.pool.sync():
+            self._locations[handle.name] = handle.actor.location.remote()
+        for handle in self.pool.workers:
+            self._locations.setdefault(handle.name, handle.actor.location.remote())
+
+    def _idle_workers(self) -> list[WorkerHandle]:
+        """Placed, live workers with nothing to do (a worker whose GPU is not there yet is not idle)."""
+        busy = {b.worker.name for b in self._busy.values()}
+        idle = []
+        for handle in self.pool.workers:
+            if handle.name in busy:
+                continue
+            location = self._locations.get(handle.name)
+            if isinstance(location, ray.ObjectRef):
+                ready, _ = ray.wait([location], timeout=0)
+                if not ready:
+                    continue
+                try:
+                    location = ray.get(location)
+                except RayActorError:
+                    self._replace(handle)
+                    continue
+                self._locations[handle.name] = location
+            idle.append(handle)
+        return idle
+
+    def _replace(self, handle: WorkerHandle) -> None:
+        log.warning("worker %s died; replacing it", handle.name)
+        fresh = self.pool.replace(handle)
+        self._locations.pop(handle.name, None)
+        self._locations[fresh.name] = fresh.actor.location.remote()
+
+    # ----------------------------------------------------------------------------- dispatch
+    def _next_trial(self) -> TrialRecord | None:
+        if self._queue:
+            return self._queue.popleft()
+        if self._cancelling or self._next_number >= self.total:
+            return None
+        generation = self._next_number // self.spec.population
+        if self.spec.sync and generation > 0 and not all(
+                g in self._closed_generations for g in range(generation)):
+            return None  # --sync: the previous generation must be complete first
+        suggestion = self.searcher.suggest(self._next_number)
+        trial = self.store.add_trial(self.campaign_id, self._next_number, generation, suggestion.hyp,
+                                     suggestion.parents, suggestion.seed)
+        self._next_number += 1
+        return trial
+
+    def _dispatch(self, progress: CampaignProgress) -> None:
+        for handle in self._idle_workers():
+            trial = self._next_trial()
+            if trial is None:
+                return
+            location = self._locations[handle.name]
+            self.store.start_trial(self.campaign_id, trial.number, trial.attempt, worker=handle.name,
+                                   node_id=location["node_id"], node_ip=location["node_ip"],
+                                   gpu_id=location["gpu_id"])
+            spec = TrialSpec(
+                campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt, hyp=trial.hyp,
+                data=self.spec.data, cfg=self.spec.cfg, epochs=self.spec.epochs, img_size=self.spec.img_size,
+                batch_size=self.spec.batch_size, seed=trial.seed,
+                out_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"),
+                fitness_weights=self.spec.fitness_weights, loader_workers=self.spec.loader_workers,
+                weights=self.spec.weights,
+            )
+            ref = handle.actor.run.remote(spec)
+            self._busy[ref] = _Busy(handle, trial, ref)
+            progress.trial_started(handle.name, trial.number, self.spec.epochs)
+
+    # ----------------------------------------------------------------------------- results
+    def _collect(self, progress: CampaignProgress) -> None:
+        if not self._busy:
+            time.sleep(self.settings.poll_seconds)
+            return
+        refs = list(self._busy)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=self.settings.poll_seconds)
+        if ready:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            busy = self._busy.pop(ref)
+            try:
+                result: TrialResult = ray.get(ref)
+            except RayActorError as err:
+                self._worker_lost(busy, err, progress)
+                continue
+            self._record(busy, result, progress)
+
+    def _worker_lost(self, busy: _Busy, err: Exception, progress: CampaignProgress) -> None:
+        trial = busy.trial
+        log.warning("worker %s lost during trial %d (attempt %d): %s", busy.worker.name, trial.number,
+                    trial.attempt, type(err).__name__)
+        self._replace(busy.worker)
+        if busy.stop_reason == "cancelled":
+            self._finish(busy, "cancelled", {}, None, len(busy.epochs), "cancelled; worker lost", None, progress)
+            return
+        requeued = self._requeue(self.store.trial(self.campaign_id, trial.number))
+        if requeued.status == "pending":
+            self._queue.appendleft(requeued)
+        progress.trial_finished(busy.worker.name, "requeued", self._best_fitness, self._generation_label())
+
+    def _record(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
+        self.busy_seconds += result.ended_at - result.started_at
+        self._drain_updates(busy, result.updates, progress)
+        if result.status == "completed":
+            value = weighted_fitness(result.metrics, self.spec.fitness_weights)
+            self._finish(busy, "completed", result.metrics, value, result.epochs_done, None, result.weights_path,
+                         progress)
+        elif result.status == "stopped":
+            status = busy.stop_reason or "cancelled"
+            value = busy.epochs[-1] if busy.epochs else None
+            self._finish(busy, status, result.metrics, value, result.epochs_done, f"{status} by the coordinator",
+                         None, progress)
+        else:
+            self._finish(busy, "failed", result.metrics, None, result.epochs_done, result.error, None, progress)
+
+    def _finish(self, busy: _Busy, status: str, metrics: dict, fitness: float | None, epochs_done: int,
+                error: str | None, weights: str | None, progress: CampaignProgress) -> None:
+        trial = busy.trial
+        changed = self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, status, metrics=metrics,
+                                          fitness=fitness, epochs_done=epochs_done, error=error,
+                                          weights_path=weights)
+        if changed:
+            self._counts[status] += 1
+            if status == "completed":
+                record = self.store.trial(self.campaign_id, trial.number)
+                self.searcher.observe(Observation(record.number, record.hyp, record.fitness or 0.0))
+                self.pruner.add_completed(busy.epochs)
+                self._note_best(record)
+                self.folder.add_completed(record, self._counts["completed"])
+            self._close_generation(trial.generation)
+        progress.trial_finished(busy.worker.name, status, self._best_fitness, self._generation_label())
+
+    @property
+    def _best_fitness(self) -> float | None:
+        return None if self._best is None else self._best.fitness
+
+    def _generation_label(self) -> str:
+        generations = self.spec.generations
+        current = min(self._finished // self.spec.population, generations - 1)
+        return f"{current + 1}/{generations}"
+
+    # ----------------------------------------------------------------------------- progress
+    def _poll_progress(self, progress: CampaignProgress) -> None:
+        if not self._busy:
+            return
+        polls = {busy.worker.actor.poll.remote(): busy for busy in self._busy.values()}
+        ready, _ = ray.wait(list(polls), num_returns=len(polls), timeout=self.settings.poll_seconds)
+        for ref in ready:
+            busy = polls[ref]
+            try:
+                updates = ray.get(ref)
+            except RayActorError:
+                continue  # its run() reference reports the loss
+            self._drain_updates(busy, updates, progress)
+
+    def _drain_updates(self, busy: _Busy, updates, progress: CampaignProgress | None = None) -> None:
+        for update in updates:
+            if update.number != busy.trial.number or update.attempt != busy.trial.attempt:
+                continue
+            if update.epoch < len(busy.epochs):
+                continue  # seen already
+            value = weighted_fitness(update.metrics, self.spec.fitness_weights)
+            busy.epochs.append(value)
+            self.store.record_epoch(self.campaign_id, update.number, update.attempt, update.epoch, update.metrics,
+                                    value)
+            if progress is not None:
+                progress.epoch_done(busy.worker.name, update.number, update.epoch, update.epochs)
+            if busy.stop_reason is None and update.epoch + 1 < update.epochs and \
+                    self.pruner.should_prune(update.epoch, value):
+                log.info("pruning trial %d after epoch %d (fitness %.4f below the median)", update.number,
+                         update.epoch + 1, value)
+                self._ask_stop(busy, "pruned")
+
+    def _ask_stop(self, busy: _Busy, reason: str) -> None:
+        busy.stop_reason = reason
+        busy.stop_asked_at = time.monotonic()
+        busy.worker.actor.stop.remote(self.campaign_id, busy.trial.number)
+
+    # ----------------------------------------------------------------------------- control
+    def _check_cancel(self) -> None:
+        if self._cancelling or self.store.campaign(self.campaign_id).status != "cancelled":
+            return
+        log.info("campaign %d cancelled: stopping %d running trial(s)", self.campaign_id, len(self._busy))
+        self._cancelling = True
+        for busy in self._busy.values():
+            self._ask_stop(busy, "cancelled")
+
+    def _kill_overdue(self) -> None:
+        """A stopped trial must come back within the grace period, else its worker is killed."""
+        now = time.monotonic()
+        for busy in list(self._busy.values()):
+            if busy.stop_reason and now - busy.stop_asked_at > self.settings.stop_grace_seconds:
+                log.warning("trial %d ignored stop for %.0fs; killing worker %s", busy.trial.number,
+                            now - busy.stop_asked_at, busy.worker.name)
+                ray.kill(busy.worker.actor, no_restart=True)
+                busy.stop_asked_at = now
+
+    # ----------------------------------------------------------------------------- main loop
+    def run(self) -> CampaignOutcome:
+        started = time.monotonic()
+        self._load()
+        self.store.set_campaign_status(self.campaign_id, "running")
+        progress = CampaignProgress(self.name, self.total, self._finished, enabled=self.settings.progress)
+        self._sync_workers()
+        next_control = next_grow = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_control:
+                    self._check_cancel()
+                    self._kill_overdue()
+                    next_control = now + self.settings.control_seconds
+                if now >= next_grow and not self._cancelling:
+                    self._sync_workers()
+                    next_grow = now + self.settings.grow_seconds
+                if not self._cancelling:
+                    self._dispatch(progress)
+                if not self._busy and (self._cancelling or self._finished >= self.total):
+                    break
+                self._collect(progress)
+                self._poll_progress(progress)
+        finally:
+            progress.close()
+        return self._conclude(time.monotonic() - started)
+
+    def _conclude(self, seconds: float) -> CampaignOutcome:
+        if self._cancelling:
+            for trial in self._queue:
+                if self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "cancelled", metrics={},
+                                           fitness=None, epochs_done=0, error="campaign cancelled before it ran"):
+                    self._counts["cancelled"] += 1
+            status = "cancelled"
+        elif self._counts["completed"] == 0:
+            status = "failed"
+            self.store.set_campaign_status(self.campaign_id, status, error="no trial completed")
+        else:
+            status = "completed"
+            self.store.set_campaign_status(self.campaign_id, status)
+        best = self._best
+        return CampaignOutcome(
+            campaign_id=self.campaign_id, status=status, completed=self._counts["completed"],
+            failed=self._counts["failed"], pruned=self._counts["pruned"], cancelled=self._counts["cancelled"],
+            best_trial=None if best is None else best.number, best_fitness=None if best is None else best.fitness,
+            seconds=seconds,
+        )

@@ -1,0 +1,118 @@
+"""What to train next: the searcher interface and its first implementation, YOLOv5's GA.
+
+The split follows Ray Tune's searcher: `suggest(number)` proposes trial `number`'s
+hyperparameters, `observe(...)` tells it about a finished trial that may serve as a parent. The
+GA keeps no other state, so after a coordinator crash the same searcher is rebuilt by observing
+the completed trials stored in SQL again.
+
+Reproducibility: trial `number` draws from `default_rng([seed, number])` and parents are ranked
+over observations sorted by trial number, so a child depends only on the campaign seed, its
+number and which trials had finished when it was bred, not on the order results arrived in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from evolver.ga import PARENT_METHODS, choose_parent, mutate
+from evolver.space import SearchSpace
+from yolo.hyp import Hyperparameters
+
+# Training seeds fit a signed 32-bit SQL integer and every framework's seeding call.
+_TRAINING_SEED_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    hyp: dict[str, float]
+    parents: tuple[int, ...]  # numbers of the trials bred from (negative: imported parents)
+    seed: int  # training seed of this trial
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finished trial usable as a parent (completed; never failed or pruned)."""
+
+    number: int
+    hyp: dict[str, float]
+    fitness: float
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    def suggest(self, number: int) -> Suggestion: ...
+
+    def observe(self, observation: Observation) -> None: ...
+
+
+class GeneticSearcher:
+    """YOLOv5's evolution: trial 0 trains the base; later trials mutate a parent bred from the
+    best `top_n` observed trials (or the base while none has finished)."""
+
+    def __init__(self, space: SearchSpace, base_hyp: Mapping[str, float], seed: int,
+                 parent_selection: str = "single", top_n: int = 5,
+                 mutation_probability: float = 0.9, sigma: float = 0.2) -> None:
+        if space.names != tuple(Hyperparameters.keys()):
+            raise ValueError("search space genes must be the 29 hyperparameters in table order")
+        if parent_selection not in PARENT_METHODS:
+            raise ValueError(f"parent_selection must be one of {', '.join(PARENT_METHODS)}, got {parent_selection!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {top_n}")
+        if not 0.0 < mutation_probability <= 1.0:
+            raise ValueError(f"mutation_probability must be in (0, 1], got {mutation_probability}")
+        if not sigma > 0.0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        if not np.any(space.gains > 0):
+            raise ValueError("search space has no gene with gain > 0: nothing could ever change")
+        self._space = space
+        # Missing keys take YOLOv5's defaults, unknown keys are an error (both via Hyperparameters).
+        self._base = Hyperparameters.from_dict(base_hyp).to_dict()
+        self._base_vector = space.vector(self._base)
+        self._seed = int(seed)
+        self._parent_selection = parent_selection
+        self._top_n = top_n
+        self._probability = mutation_probability
+        self._sigma = sigma
+        self._observed: dict[int, tuple[np.ndarray, float]] = {}
+
+    def observe(self, observation: Observation) -> None:
+        """Remember a parent candidate. Observing a number again replaces it (resume re-observes).
+        A non-finite fitness (diverged run) can never be a good parent and is ignored."""
+        if not math.isfinite(observation.fitness):
+            self._observed.pop(observation.number, None)
+            return
+        unknown = sorted(set(observation.hyp) - set(self._space.names))
+        if unknown:
+            raise ValueError(f"trial {observation.number}: unknown hyperparameter(s) {', '.join(unknown)}")
+        # Imported YOLOv5 rows may lack newer keys (e.g. anchors): those take the campaign's base.
+        vector = self._space.vector({**self._base, **observation.hyp})
+        self._observed[observation.number] = (vector, float(observation.fitness))
+
+    def suggest(self, number: int) -> Suggestion:
+        if number < 0:
+            raise ValueError(f"trial numbers start at 0, got {number}")
+        rng = np.random.default_rng([self._seed, number])
+        # Drawn first so a trial's training seed does not depend on what had finished.
+        training_seed = int(rng.integers(0, _TRAINING_SEED_LIMIT))
+        if number == 0:
+            return Suggestion(dict(self._base), (), training_seed)
+        if self._observed:
+            numbers = sorted(self._observed)
+            population = np.stack([self._observed[n][0] for n in numbers])
+            fitnesses = np.array([self._observed[n][1] for n in numbers])
+            choice = choose_parent(rng, population, fitnesses, self._parent_selection, self._top_n)
+            parent, parents = choice.vector, tuple(numbers[row] for row in choice.rows)
+        else:
+            parent, parents = self._base_vector, ()
+        child = mutate(rng, parent, self._space, self._probability, self._sigma)
+        # Fixed genes stay at the campaign's value even when a parent (say, an imported YOLOv5
+        # row) was trained with another one: gain 0 means the user chose it.
+        child = np.where(self._space.gains > 0, child, self._base_vector)
+        return Suggestion(self._space.to_hyp(child), parents, training_seed)

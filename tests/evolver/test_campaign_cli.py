@@ -1,0 +1,129 @@
+"""The campaign CLI as users and Ray jobs run it, in real processes: a coordinator killed mid-campaign
+resumes without retraining anything; `ray start` + `ray job submit` on a loopback-only network
+namespace puts trials on both (fake) GPUs; bad specs fail with the field named and nothing stored."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evolver.cli import main
+from evolver.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def write_spec(folder: Path, **fields) -> Path:
+    path = folder / f"{fields.get('name', 'campaign')}.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return path
+
+
+def evolver(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "evolver", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_bad_spec_names_the_field_and_stores_nothing(tmp_path, capsys):
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="bad", population=0, hyp={"lr00": 0.1}, search_space={"lr0": {"lower": 1, "upper": 0}})
+    assert main(["run", str(spec), "--db", db, "--project", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "population" in err and "lr00" in err and "lr0" in err
+    missing = write_spec(tmp_path, name="missing", data=str(tmp_path / "nope.yaml"))
+    assert main(["run", str(missing), "--db", db, "--project", str(tmp_path)]) == 2
+    assert "data: no such file" in capsys.readouterr().err
+    store = Store.open(db)
+    assert store.campaigns() == []
+    assert main(["status", "42", "--db", db]) == 2
+    assert "42" in capsys.readouterr().err
+
+
+def test_killed_coordinator_resumes_without_retraining(tiny_synthetic, tmp_path):
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="crash", data=str(tiny_synthetic), epochs=1, img_size=64, generations=5,
+                      population=1, cpu_workers=1)
+    first = evolver("run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet", start_new_session=True)
+    store = Store.open(db)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        campaigns = store.campaigns()
+        if campaigns and len(store.trials(campaigns[0].id, statuses=("completed",))) >= 2 \
+                and store.trials(campaigns[0].id, statuses=("running",)):
+            break
+        assert first.poll() is None, first.communicate()[0]
+        time.sleep(0.2)
+    else:
+        pytest.fail("campaign never reached 2 completed trials")
+    os.killpg(first.pid, signal.SIGKILL)  # the coordinator and its local Ray die at once
+    first.wait()
+    cid = store.campaigns()[0].id
+    before = {t.number: t for t in store.trials(cid) if t.status == "completed"}
+    interrupted = [t.number for t in store.trials(cid) if t.status == "running"]
+    assert store.campaign(cid).status == "running" and interrupted
+
+    second = evolver("resume", str(cid), "--db", db, "--quiet")
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    trials = store.trials(cid)
+    assert len(trials) == 5 and all(t.status == "completed" for t in trials)
+    for number, old in before.items():  # untouched: same attempt, same start, same result
+        assert trials[number] == old
+    for number in interrupted:
+        assert trials[number].attempt == 2
+    assert main(["best", str(cid), "--db", db]) == 0
+
+
+NETNS_REASON = "needs root and `ip netns` to keep Ray on a loopback-only network namespace"
+
+
+def _can_use_netns() -> bool:
+    return os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+@pytest.mark.skipif(not _can_use_netns(), reason=NETNS_REASON)
+def test_ray_job_submit_on_a_two_gpu_cluster(tiny_synthetic, tmp_path):
+    ns = f"evolver-{uuid.uuid4().hex[:8]}"
+    temp_dir = Path("/tmp") / f"rj{uuid.uuid4().hex[:6]}"
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="job", data=str(tiny_synthetic), epochs=1, img_size=64, generations=2,
+                      population=2)
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+
+    def in_ns(*cmd: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], env=env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        in_ns("ip", "link", "set", "lo", "up")
+        started = in_ns(str(VENV_BIN / "ray"), "start", "--head", "--num-cpus", "2", "--num-gpus", "2",
+                        "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+                        "--dashboard-port", "8265", f"--temp-dir={temp_dir}", "--disable-usage-stats")
+        assert started.returncode == 0, started.stdout + started.stderr
+        job = in_ns(str(VENV_BIN / "ray"), "job", "submit", "--address", "http://127.0.0.1:8265",
+                    "--working-dir", str(REPO), "--", sys.executable, "-m", "evolver", "run", str(spec),
+                    "--db", db, "--project", str(tmp_path), "--quiet", timeout=400)
+        output = job.stdout + job.stderr
+        assert "SUCCEEDED" in output or "succeeded" in output, output[-3000:]
+        store = Store.open(db)
+        (campaign,) = store.campaigns()
+        trials = store.trials(campaign.id)
+        assert len(trials) == 4 and all(t.status == "completed" for t in trials)
+        assert {t.gpu_id for t in trials} == {"0", "1"}
+        assert {t.node_ip for t in trials} == {"127.0.0.1"}
+    finally:
+        in_ns(str(VENV_BIN / "ray"), "stop", "--force", timeout=60)
+        subprocess.run(["ip", "netns", "del", ns])
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""The coordinator on a real local Ray and real SQLite: campaigns complete, survive a dead worker,
+sync mode waits for generations, pruning and failures are recorded, cancel stops."""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+
+import pytest
+import yaml
+
+from evolver.campaign import CampaignSpec
+from evolver.coordinator import Coordinator, CoordinatorSettings
+from evolver.store import Store
+from workers import SleepTrialTrainer, WorkerPool, build_trainer
+
+ray = pytest.importorskip("ray")
+
+FAST = CoordinatorSettings(poll_seconds=0.2, control_seconds=0.3, grow_seconds=1.0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    import os
+
+    from evolver.cluster import connect, disconnect
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    disconnect()
+    connect(num_cpus=2)
+    yield
+    disconnect()
+
+
+def make_campaign(tmp_path, **fields) -> tuple[Store, int]:
+    store = Store.open(Store.sqlite_url(tmp_path / "evolver.db"))
+    spec = CampaignSpec(**fields)
+    run_dir = tmp_path / spec.name
+    return store, store.create_campaign(spec.name, spec.to_json_dict(), str(run_dir))
+
+
+def run(store: Store, campaign_id: int, pool: WorkerPool | None = None, settings=FAST):
+    spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
+    pool = pool or WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
+    try:
+        return Coordinator(store, campaign_id, pool, settings).run()
+    finally:
+        pool.shutdown()
+
+
+def test_small_real_campaign_completes(local_ray, tiny_synthetic, tmp_path):
+    store, cid = make_campaign(tmp_path, name="real", data=str(tiny_synthetic), epochs=1, img_size=64,
+                               batch_size=16, generations=3, population=2, cpu_workers=2, keep_top_k=3)
+    outcome = run(store, cid)
+    assert outcome.status == "completed" and outcome.completed == 6, outcome
+    trials = store.trials(cid)
+    assert [t.number for t in trials] == list(range(6))
+    assert all(t.status == "completed" and t.attempt == 1 and t.fitness is not None for t in trials)
+    assert trials[0].hyp == CampaignSpec(data=str(tiny_synthetic)).base_hyp()  # first trial: base unchanged
+    assert all(t.parents for t in trials[1:] if t.number > 1)  # later ones were bred
+    generations = store.generations(cid)
+    assert [g.index for g in generations] == [0, 1, 2]
+    for g in generations:
+        members = [t for t in trials if t.generation == g.index]
+        assert g.best_fitness == max(t.fitness for t in members)
+        assert g.mean_fitness == pytest.approx(sum(t.fitness for t in members) / 2)
+    assert {t.worker for t in trials} == {"cpu-0", "cpu-1"}  # both workers got work
+    assert all(len(store.epochs(cid, t.number)) == 1 for t in trials)  # live progress reached SQL
+    run_dir = tmp_path / "real"
+    with open(run_dir / "evolve.csv") as f:
+        assert len(list(csv.reader(f))) == 1 + 6
+    header = (run_dir / "hyp_evolved.yaml").read_text()
+    best = max(trials, key=lambda t: (t.fitness, -t.number))
+    assert f"trial {best.number}" in header
+    assert yaml.safe_load(header) == pytest.approx(best.hyp)
+    kept = [a for a in store.artefacts(cid) if a.kind == "weights"]
+    assert len(kept) == 3
+    on_disk = sorted(run_dir.glob("trials/*/weights/*.pt"))
+    assert sorted(a.path for a in kept) == sorted(str(p) for p in on_disk)  # the rest were deleted
+
+
+def test_sync_waits_for_each_generation_and_seed_repeats(local_ray, tmp_path):
+    def campaign(folder):
+        folder.mkdir()
+        store, cid = make_campaign(folder, name="sync", trainer="sleep", epochs=2, generations=3, population=3,
+                                   sync=True, cpu_workers=2, seed=7)
+        outcome = run(store, cid)
+        return store, cid, outcome
+
+    store, cid, outcome = campaign(tmp_path / "a")
+    assert outcome.completed == 9
+    trials = store.trials(cid)
+    for g in (1, 2):
+        previous_end = max(t.ended_at for t in trials if t.generation == g - 1)
+        assert min(t.started_at for t in trials if t.generation == g) >= previous_end
+    store_b, cid_b, _ = campaign(tmp_path / "b")
+    assert [t.hyp for t in store_b.trials(cid_b)] == [t.hyp for t in trials]
+
+
+def test_dead_worker_requeues_its_trial(local_ray, tiny_synthetic, tmp_path):
+    store, cid = make_campaign(tmp_path, name="kill", data=str(tiny_synthetic), epochs=2, img_size=64,
+                               generations=3, population=1, cpu_workers=1)
+    pool = WorkerPool(build_trainer("yolo"), cpu_workers=1)
+    killed = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = [t for t in store.trials(cid, statuses=("running",)) if t.number == 1]
+            if running and store.epochs(cid, 1) == [] and time.time() - running[0].started_at.timestamp() > 0.5:
+                ray.kill(pool.workers[0].actor, no_restart=True)
+                killed.append(1)
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    watcher_store = store
+    outcome = run(watcher_store, cid, pool)
+    thread.join()
+    assert killed, "the trial never ran long enough to be killed"
+    trials = store.trials(cid)
+    assert outcome.completed == 3 and len(trials) == 3
+    assert [t.attempt for t in trials] == [1, 2, 1]
+
+
+def test_failing_trials_are_recorded_and_campaign_fails(local_ray, tiny_synthetic, tmp_path):
+    store, cid = make_campaign(tmp_path, name="nan", data=str(tiny_synthetic), epochs=1, img_size=64,
+                               generations=2, population=1, hyp={"lr0": 1e12, "warmup_epochs": 0.0},
+                               search_space={"lr0": {"upper": 1e13}})
+    outcome = run(store, cid)
+    assert outcome.status == "failed" and outcome.failed == 2
+    trials = store.trials(cid)
+    assert all(t.status == "failed" and t.error and t.fitness is None for t in trials)
+    assert store.campaign(cid).status == "failed"
+    assert not (tmp_path / "nan" / "hyp_evolved.yaml").exists()
+
+
+def test_median_pruning_stops_weak_trials(local_ray, tmp_path):
+    store, cid = make_campaign(tmp_path, name="prune", trainer="sleep", epochs=4, generations=12, population=1,
+                               cpu_workers=2, early_stopping={"rule": "median", "min_epochs": 1, "min_trials": 2})
+    outcome = run(store, cid)
+    trials = store.trials(cid)
+    pruned = [t for t in trials if t.status == "pruned"]
+    assert outcome.pruned == len(pruned) > 0 and outcome.completed + outcome.pruned == 12
+    for t in pruned:
+        assert 1 <= t.epochs_done < 4 and t.metrics  # partial metrics kept
+    pruned_numbers = {t.number for t in pruned}
+    assert not any(set(t.parents) & pruned_numbers for t in trials)  # pruned trials are never parents
+
+
+def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
+    store, cid = make_campaign(tmp_path, name="cancel", trainer="sleep", epochs=50, generations=10, population=1,
+                               cpu_workers=2)
+
+    def cancel_soon():
+        while not store.trials(cid, statuses=("running",)):
+            time.sleep(0.05)
+        time.sleep(0.5)
+        Store.open(Store.sqlite_url(tmp_path / "evolver.db")).set_campaign_status(cid, "cancelled")
+
+    thread = threading.Thread(target=cancel_soon)
+    thread.start()
+    started = time.monotonic()
+    outcome = run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=60, max_seconds=90), cpu_workers=2))
+    thread.join()
+    assert outcome.status == "cancelled"
+    assert time.monotonic() - started < 10  # the 60-90 s trials were stopped, not waited for
+    statuses = {t.status for t in store.trials(cid)}
+    assert statuses <= {"cancelled", "completed"} and "cancelled" in statuses
+    assert store.campaign(cid).status == "cancelled"

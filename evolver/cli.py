@@ -14,6 +14,7 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
+from api import serve_cli  # `evolver serve`; importing it loads no web framework
 from evolver import campaign_cli
 
 DESCRIPTION = """\
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_val(sub)
     _add_synth(sub)
     campaign_cli.add_subcommands(sub)
+    serve_cli.add_subcommands(sub)
     return parser
 
 
@@ -173,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS}
+    handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS, **serve_cli.HANDLERS}
     try:
         return handlers[args.command](args)
     except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too

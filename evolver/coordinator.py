@@ -10,6 +10,7 @@ run again with attempt + 1, and the total number of trials stays exact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -35,7 +36,8 @@ FINISHED = ("completed", "failed", "pruned", "cancelled")
 
 @dataclass(frozen=True)
 class CoordinatorSettings:
-    poll_seconds: float = 0.5  # result wait / progress poll period
+    poll_seconds: float = 0.5  # longest wait for a result before the loop looks at anything else
+    progress_seconds: float = 1.0  # how often busy workers are asked for their epoch updates
     control_seconds: float = 1.0  # how often the campaign's status is read (cancel)
     grow_seconds: float = 5.0  # how often the cluster is checked for new GPUs
     stop_grace_seconds: float = 30.0  # a stopped trial that does not return by then is killed
@@ -92,6 +94,8 @@ class Coordinator:
         self._closed_generations: set[int] = set()
         self._best: TrialRecord | None = None
         self._cancelling = False
+        self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
+        self._next_poll = 0.0
         self.busy_seconds = 0.0  # summed trial time on workers (for utilisation)
 
     # ----------------------------------------------------------------------------- state
@@ -272,7 +276,8 @@ class Coordinator:
         if changed:
             self._counts[status] += 1
             if status == "completed":
-                record = self.store.trial(self.campaign_id, trial.number)
+                record = dataclasses.replace(trial, status=status, metrics=dict(metrics), fitness=fitness,
+                                             epochs_done=epochs_done, weights_path=weights)
                 self.searcher.observe(Observation(record.number, record.hyp, record.fitness or 0.0))
                 self.pruner.add_completed(busy.epochs)
                 self._note_best(record)
@@ -291,17 +296,21 @@ class Coordinator:
 
     # ----------------------------------------------------------------------------- progress
     def _poll_progress(self, progress: CampaignProgress) -> None:
-        if not self._busy:
-            return
-        polls = {busy.worker.actor.poll.remote(): busy for busy in self._busy.values()}
-        ready, _ = ray.wait(list(polls), num_returns=len(polls), timeout=self.settings.poll_seconds)
-        for ref in ready:
-            busy = polls[ref]
-            try:
-                updates = ray.get(ref)
-            except RayActorError:
-                continue  # its run() reference reports the loss
-            self._drain_updates(busy, updates, progress)
+        """Ask busy workers for their epoch updates on a timer, and take in the answers that have
+        arrived, without ever blocking the loop on them (results come first)."""
+        if self._polls:
+            ready, _ = ray.wait(list(self._polls), num_returns=len(self._polls), timeout=0)
+            for ref in ready:
+                busy = self._polls.pop(ref)
+                try:
+                    updates = ray.get(ref)
+                except RayActorError:
+                    continue  # its run() reference reports the loss
+                self._drain_updates(busy, updates, progress)
+        now = time.monotonic()
+        if not self._polls and self._busy and now >= self._next_poll:
+            self._polls = {busy.worker.actor.poll.remote(): busy for busy in self._busy.values()}
+            self._next_poll = now + self.settings.progress_seconds
 
     def _drain_updates(self, busy: _Busy, updates, progress: CampaignProgress | None = None) -> None:
         for update in updates:

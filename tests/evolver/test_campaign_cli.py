@@ -99,7 +99,9 @@ def test_ray_job_submit_on_a_two_gpu_cluster(tiny_synthetic, tmp_path):
     db = Store.sqlite_url(tmp_path / "evolver.db")
     spec = write_spec(tmp_path, name="job", data=str(tiny_synthetic), epochs=1, img_size=64, generations=2,
                       population=2)
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    # Ray >= 2.5x: token auth (the token in ~/.ray/auth_token); the job CLI sends it only in token mode.
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
 
     def in_ns(*cmd: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], env=env, capture_output=True, text=True,

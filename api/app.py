@@ -1,0 +1,71 @@
+"""The FastAPI application: `create_app(settings)` builds one; `uvicorn` (via `evolver serve`) runs it.
+
+The store is opened once when the app starts and closed when it stops; the launcher is built then
+too (or handed in, e.g. a ThreadLauncher for tests) and closed on shutdown, which stops the local
+Ray head it may have started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.body_limit import BodyLimitMiddleware
+from api.launcher import Launcher, RayJobLauncher
+from api.routes import campaigns, downloads, health, pages
+from api.settings import ApiSettings
+from evolver.campaign import CampaignSpec
+from evolver.store import Store
+
+LauncherFactory = Callable[[ApiSettings, str], Launcher]
+
+
+def ray_job_launcher(settings: ApiSettings, db_url: str) -> Launcher:
+    return RayJobLauncher(db_url, address=settings.ray_address, num_cpus=settings.ray_num_cpus,
+                          cancel_grace_seconds=settings.cancel_grace_seconds)
+
+
+def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = ray_job_launcher) -> FastAPI:
+    """An app bound to `settings` (default: from the environment); `launcher(settings, db_url)`
+    builds what starts campaigns (default: Ray jobs)."""
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db_url = settings.database_url()
+        if db_url.startswith("sqlite:"):
+            settings.project_dir.mkdir(parents=True, exist_ok=True)
+        app.state.settings = settings
+        app.state.store = Store.open(db_url)
+        try:
+            app.state.launcher = launcher(settings, db_url)
+            try:
+                yield
+            finally:
+                app.state.launcher.close()
+        finally:
+            app.state.store.close()
+
+    app = FastAPI(title="Evolver", version="0.1.0", lifespan=lifespan,
+                  description="Evolve YOLO training hyperparameters with YOLOv5's genetic algorithm on Ray.")
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    for module in (campaigns, downloads, health, pages):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, plus CampaignSpec: POST /campaigns reads its body by hand (JSON or
+    multipart), so FastAPI does not see the model; the schema still documents it."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        models = schema.setdefault("components", {}).setdefault("schemas", {})
+        spec = CampaignSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        models.update(spec.pop("$defs", {}))
+        models["CampaignSpec"] = spec
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,192 @@
+"""Campaigns: submit, list, read, generations, trials, cancel, resume.
+
+Reads come from SQL only; writes are the campaign row (create, status) and the launcher call that
+starts or stops its coordinator. Nothing here talks to workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request, Response
+
+from api.deps import MAX_ID, CampaignDep, LauncherDep, SettingsDep, StoreDep, WriterDep
+from api.launcher import LaunchError
+from api.queries import trial_counts
+from api.schemas import (
+    CampaignOut,
+    CampaignSummary,
+    EpochOut,
+    GenerationOut,
+    TrialCounts,
+    TrialDetail,
+    TrialOut,
+    TrialPage,
+)
+from api.submission import read_submission, validate_spec
+from evolver.campaign import CampaignSpec
+from evolver.store import TRIAL_STATUSES, CampaignRecord, Store, TrialNotFound, TrialRecord
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+TrialSort = Literal["-fitness", "fitness", "number", "-number"]
+TrialStatus = Literal["pending", "running", "completed", "failed", "pruned", "cancelled"]
+assert set(TrialStatus.__args__) == set(TRIAL_STATUSES)  # noqa: S101 - the literal mirrors the store
+
+SUBMIT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/CampaignSpec"}},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["spec"],
+                "properties": {"spec": {"type": "string", "format": "binary", "description": "campaign YAML"},
+                               "hyp": {"type": "string", "format": "binary",
+                                       "description": "YOLOv5 hyp YAML: the campaign's base values"}}}},
+        },
+    }
+}
+
+
+def campaign_out(store: Store, record: CampaignRecord) -> CampaignOut:
+    counts = trial_counts(store, record.id).get(record.id, TrialCounts())
+    return CampaignOut.full(record, counts, store.artefacts(record.id))
+
+
+def _fresh_run_dir(project_dir: Path, name: str) -> Path:
+    """A new folder project_dir/name (name2, name3, … when taken), created atomically."""
+    base = project_dir.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    path, n = base / name, 2
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, n = base / f"{name}{n}", n + 1
+
+
+@router.post("", status_code=201, response_model=CampaignOut, openapi_extra=SUBMIT_BODY,
+             responses={401: {"description": "missing or wrong bearer token"},
+                        413: {"description": "body or upload too large"},
+                        503: {"description": "stored, but Ray could not start it (status failed)"}})
+async def submit_campaign(request: Request, response: Response, _: WriterDep, settings: SettingsDep,
+                          store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+    """Validate a campaign (JSON spec, or multipart `spec` + optional `hyp` YAML), store it, start it."""
+    document, loc, hyp = await read_submission(request, settings)
+    spec = validate_spec(document, loc, hyp, settings)
+    return await run_in_threadpool(_create_and_start, spec, response, settings, store, launcher)
+
+
+def _create_and_start(spec: CampaignSpec, response: Response, settings, store: Store, launcher) -> CampaignOut:
+    run_dir = _fresh_run_dir(settings.project_dir, spec.name)
+    try:
+        campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(run_dir))
+    except BaseException:
+        os.rmdir(run_dir)
+        raise
+    try:
+        job_id = launcher.submit(campaign_id)
+    except LaunchError as err:
+        log.error("campaign %d stored but not started: %s", campaign_id, err)
+        store.set_campaign_status(campaign_id, "failed", error=f"could not start: {err}")
+        raise HTTPException(503, f"campaign {campaign_id} was stored but could not be started: {err}") from None
+    store.set_campaign_job(campaign_id, job_id)
+    response.headers["Location"] = f"/campaigns/{campaign_id}"
+    return campaign_out(store, store.campaign(campaign_id))
+
+
+@router.get("", response_model=list[CampaignSummary])
+def list_campaigns(store: StoreDep) -> list[CampaignSummary]:
+    counts = trial_counts(store)
+    return [CampaignSummary.of(record, counts.get(record.id, TrialCounts())) for record in store.campaigns()]
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut, responses={404: {"description": "no such campaign"}})
+def get_campaign(campaign: CampaignDep, store: StoreDep) -> CampaignOut:
+    return campaign_out(store, campaign)
+
+
+@router.get("/{campaign_id}/generations", response_model=list[GenerationOut],
+            responses={404: {"description": "no such campaign"}})
+def list_generations(campaign: CampaignDep, store: StoreDep) -> list[GenerationOut]:
+    return [GenerationOut.of(g) for g in store.generations(campaign.id)]
+
+
+def _sort_key(sort: str):
+    if sort.endswith("fitness"):
+        sign = -1.0 if sort.startswith("-") else 1.0
+        # trials without a fitness go last either way; ties by number
+        return lambda t: (t.fitness is None, sign * (t.fitness or 0.0), t.number)
+    return lambda t: t.number
+
+
+def _epochs_recorded(store: Store, campaign_id: int, trials: list[TrialRecord]) -> dict[int, int]:
+    return {t.number: len(store.epochs(campaign_id, t.number)) for t in trials if t.status == "running"}
+
+
+@router.get("/{campaign_id}/trials", response_model=TrialPage, responses={404: {"description": "no such campaign"}})
+def list_trials(campaign: CampaignDep, store: StoreDep,
+                status: Annotated[list[TrialStatus] | None, Query(description="only these statuses")] = None,
+                sort: TrialSort = "number",
+                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> TrialPage:
+    trials = store.trials(campaign.id, statuses=status or None)
+    trials.sort(key=_sort_key(sort), reverse=sort == "-number")
+    page = trials[offset:offset + limit]
+    epochs = _epochs_recorded(store, campaign.id, page)
+    now = datetime.now(UTC)
+    return TrialPage(total=len(trials), items=[TrialOut.of(t, epochs.get(t.number), now) for t in page])
+
+
+@router.get("/{campaign_id}/trials/{number}", response_model=TrialDetail,
+            responses={404: {"description": "no such campaign or trial"}})
+def get_trial(campaign: CampaignDep, store: StoreDep,
+              number: Annotated[int, PathParam(ge=0, le=MAX_ID)]) -> TrialDetail:
+    try:
+        trial = store.trial(campaign.id, number)
+        epochs = store.epochs(campaign.id, number)
+    except TrialNotFound as err:
+        raise HTTPException(404, str(err)) from None
+    fields = TrialOut.trial_fields(trial, len(epochs), datetime.now(UTC))
+    return TrialDetail(**fields, epochs=[EpochOut.of(e) for e in epochs])
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut,
+             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
+                        409: {"description": "the campaign already ended"}})
+def cancel_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+    """Status cancelled in SQL (the coordinator stops its trials within seconds), then the Ray job is
+    stopped if it has not ended after a grace period. Cancelling twice is harmless."""
+    if campaign.status in ("completed", "failed"):
+        raise HTTPException(409, f"campaign {campaign.id} is already {campaign.status}")
+    if campaign.status != "cancelled":
+        store.set_campaign_status(campaign.id, "cancelled")
+        launcher.cancelled(campaign.id, campaign.job_id)
+    return campaign_out(store, store.campaign(campaign.id))
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut,
+             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
+                        409: {"description": "the campaign is queued or running"},
+                        503: {"description": "Ray could not start it"}})
+def resume_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+    """Continue a cancelled, failed or completed campaign: status running and a new job (completed
+    trials stay; interrupted ones run again)."""
+    if campaign.status in ("queued", "running"):
+        raise HTTPException(409, f"campaign {campaign.id} is {campaign.status}; cancel it first")
+    store.set_campaign_status(campaign.id, "running")
+    try:
+        job_id = launcher.submit(campaign.id)
+    except LaunchError as err:
+        store.set_campaign_status(campaign.id, "failed", error=f"could not start: {err}")
+        raise HTTPException(503, f"campaign {campaign.id} could not be started: {err}") from None
+    store.set_campaign_job(campaign.id, job_id)
+    return campaign_out(store, store.campaign(campaign.id))

@@ -1,0 +1,178 @@
+"""The library calls behind `evolver export` and the campaign's auto-export of its winner.
+
+Both take and return plain paths and frozen dataclasses, so a Ray task can run them on a worker
+(the one with the GPU, for an engine) and send the result back to the coordinator to record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from deploy.onnx_export import OnnxExportOptions, export_onnx
+from deploy.onnx_runtime import ImageSource, OnnxDetector, postprocess, prepare_batch
+from deploy.tensorrt_engine import SKIP_REASON, EngineOptions, build_engine, tensorrt_available
+from deploy.wts import write_wts
+
+FORMATS = ("onnx", "engine", "wts")
+SUFFIXES = {"onnx": ".onnx", "engine": ".engine", "wts": ".wts"}
+
+
+@dataclass(frozen=True)
+class ExportedFile:
+    """One artefact as the store records it."""
+
+    path: Path
+    format: str  # one of FORMATS
+    size: int  # bytes
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _describe(path: Path, fmt: str) -> ExportedFile:
+    return ExportedFile(path=path, format=fmt, size=path.stat().st_size, sha256=file_sha256(path))
+
+
+def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """'onnx,engine' or ['onnx', 'wts'] -> validated, de-duplicated, in FORMATS order."""
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    wanted = {item.strip().lower() for item in items if item.strip()}
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown or not wanted:
+        raise ValueError(f"unknown export format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in wanted)
+
+
+def export_weights(
+    weights: str | Path,
+    formats: Sequence[str] = ("onnx",),
+    img_size: int | tuple[int, int] = 640,
+    batch: int = 1,
+    dynamic: bool = False,
+    half: bool = False,
+    out_dir: str | Path | None = None,
+    opset: int = 17,
+    workspace_gib: float = 4.0,
+) -> list[ExportedFile]:
+    """Export an evolver checkpoint (`best.pt`) to the given formats; files are named `<stem>.<fmt>`.
+
+    An engine is built from the ONNX, so asking for `engine` writes (and returns) the ONNX too.
+    `engine` needs TensorRT and a GPU here: without them this raises before writing anything.
+    `batch` is the static batch, or the top of the engine's profile when `dynamic`."""
+    from yolo.checkpoint import load_model
+
+    wanted = parse_formats(formats)
+    if "engine" in wanted and not tensorrt_available():
+        raise RuntimeError(f"cannot build a TensorRT engine here: {SKIP_REASON}")
+    weights = Path(weights)
+    out = Path(out_dir) if out_dir is not None else weights.parent
+    out.mkdir(parents=True, exist_ok=True)
+    model, checkpoint = load_model(weights, "cpu", fuse=False)
+    size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    exported: list[ExportedFile] = []
+    if "onnx" in wanted or "engine" in wanted:
+        onnx_path = out / f"{weights.stem}.onnx"
+        export_onnx(model, onnx_path, OnnxExportOptions(size, batch, dynamic, half, opset),
+                    metadata={"names": checkpoint.names, "model": checkpoint.model_config.get("name", ""),
+                              "source_sha256": file_sha256(weights)})
+        exported.append(_describe(onnx_path, "onnx"))
+        if "engine" in wanted:
+            engine_path = build_engine(onnx_path, out / f"{weights.stem}.engine",
+                                       EngineOptions(workspace_gib, half, batch, size))
+            exported.append(_describe(engine_path, "engine"))
+    if "wts" in wanted:
+        exported.append(_describe(write_wts(model.state_dict(), out / f"{weights.stem}.wts"), "wts"))
+    return exported
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """onnxruntime against the fused torch model on the same letterboxed images."""
+
+    images: int
+    max_abs_diff: float  # over every element of output0
+    atol: float
+    torch_detections: int
+    onnx_detections: int
+    mismatched_images: tuple[int, ...] = field(default_factory=tuple)  # indices whose detections differ
+
+    @property
+    def detections_match(self) -> bool:
+        return not self.mismatched_images
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.atol and self.detections_match
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (f"parity {verdict}: {self.images} images, max |diff| {self.max_abs_diff:.2e} (limit {self.atol:.0e}), "
+                f"detections torch {self.torch_detections} / onnx {self.onnx_detections}, "
+                f"{len(self.mismatched_images)} image(s) differ")
+
+
+def detections_equal(a: torch.Tensor, b: torch.Tensor, box_atol: float = 1e-3, conf_atol: float = 1e-4) -> bool:
+    """Same boxes in the same order with the same classes (boxes and scores to float tolerance)."""
+    if a.shape != b.shape:
+        return False
+    return bool(torch.equal(a[:, 5], b[:, 5]) and torch.allclose(a[:, :4], b[:, :4], rtol=0, atol=box_atol)
+                and torch.allclose(a[:, 4], b[:, 4], rtol=0, atol=conf_atol))
+
+
+def check_parity(
+    onnx_path: str | Path,
+    weights: str | Path,
+    images: Sequence[ImageSource],
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    atol: float | None = None,
+) -> ParityReport:
+    """Run both on `images` (files or BGR arrays) at the ONNX's size and batch; compare.
+
+    `atol` defaults to 1e-4 for a float32 graph. An FP16 graph cannot meet that (0.5 px is one
+    half-precision step at 640), so it defaults to 1.0 there and detections are still compared."""
+    from yolo.checkpoint import load_model
+
+    if not images:
+        raise ValueError("check_parity needs at least one image")
+    model, _ = load_model(weights, "cpu", fuse=True)
+    detector = OnnxDetector(onnx_path)
+    half = "true" == detector.session.get_modelmeta().custom_metadata_map.get("half", "false")
+    limit = atol if atol is not None else (1.0 if half else 1e-4)
+    step = detector.batch or len(images)
+    worst, counts, mismatched = 0.0, [0, 0], []
+    for start in range(0, len(images), step):
+        batch, placements = prepare_batch(images[start : start + step], detector.img_size)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(batch))[0]
+        got = torch.from_numpy(detector(batch))
+        worst = max(worst, float((got - expected).abs().max()))
+        ours = postprocess(expected, placements, conf_threshold, iou_threshold)
+        theirs = postprocess(got, placements, conf_threshold, iou_threshold)
+        for offset, (a, b) in enumerate(zip(ours, theirs)):
+            counts[0] += len(a)
+            counts[1] += len(b)
+            if not detections_equal(a, b):
+                mismatched.append(start + offset)
+    return ParityReport(len(images), worst, limit, counts[0], counts[1], tuple(mismatched))
+
+
+def coco_like_images(folder: str | Path, limit: int) -> list[Path]:
+    """The first `limit` images (sorted) of a folder tree: the parity set of the CLI and benchmark."""
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp"}
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes)[:limit]
+

@@ -1,0 +1,271 @@
+"""The dashboard in headless Chromium (Playwright) against the real app, served by uvicorn on
+127.0.0.1, over a SQLite store holding a real campaign (sleep trainer, run by the coordinator on
+a local Ray): the fitness chart has one point per finished trial, the evolve plot one chart per
+mutated hyperparameter, the table sorts, cancel works (with the token pasted into the page), the
+page follows new trials without a reload, and a screenshot is saved."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolver.campaign import CampaignSpec
+from evolver.store import Store
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+TOKEN = "dashboard-test-token"
+FINISHED = ("completed", "failed", "pruned", "cancelled")
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"needs Debian's Chromium at {CHROMIUM} "
+                                                              "(apt-get install -y chromium)")
+
+
+def _create(store: Store, folder: Path, **fields) -> int:
+    spec = CampaignSpec(**fields)
+    return store.create_campaign(spec.name, spec.to_json_dict(), str(folder / spec.name))
+
+
+@pytest.fixture(scope="module")
+def campaigns(tmp_path_factory) -> Iterator[tuple[str, dict[str, int]]]:
+    """(database URL, ids): 'done' ran to the end on a local Ray; 'queued' and 'live' never started."""
+    from evolver.cluster import connect, disconnect
+    from evolver.coordinator import Coordinator, CoordinatorSettings
+    from workers import WorkerPool, build_trainer
+
+    folder = tmp_path_factory.mktemp("dashboard")
+    url = Store.sqlite_url(folder / "evolver.db")
+    store = Store.open(url)
+    done = _create(store, folder, name="done", trainer="sleep", epochs=2, generations=4, population=3,
+                   cpu_workers=2, seed=3)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    disconnect()
+    connect(num_cpus=2)
+    pool = WorkerPool(build_trainer("sleep"), cpu_workers=2)
+    try:
+        settings = CoordinatorSettings(poll_seconds=0.2, control_seconds=0.3, grow_seconds=1.0, progress=False)
+        outcome = Coordinator(store, done, pool, settings).run()
+    finally:
+        pool.shutdown()
+        disconnect()  # Ray is not needed any more: free the two cores for the browser
+    assert outcome.status == "completed" and outcome.completed == 12, outcome
+    ids = {"done": done,
+           "queued": _create(store, folder, name="queued", trainer="sleep", generations=2),
+           "live": _create(store, folder, name="live", trainer="sleep", epochs=2, generations=1, population=2)}
+    store.close()
+    yield url, ids
+
+
+@pytest.fixture(scope="module")
+def server(campaigns, tmp_path_factory) -> Iterator[str]:
+    """The real app (api.app.create_app) under uvicorn on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    url, _ = campaigns
+    folder = tmp_path_factory.mktemp("api")
+    settings = ApiSettings(db_url=url, api_token=TOKEN, project_dir=folder / "runs", data_roots=[folder],
+                           cancel_grace_seconds=0)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab (fresh sessionStorage) that fails the test on any JavaScript error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda err: errors.append(str(err)))
+    yield tab
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture
+def store(campaigns) -> Iterator[Store]:
+    with Store.open(campaigns[0]) as opened:
+        yield opened
+
+
+def _trace_lengths(page) -> list[int]:
+    return page.evaluate("() => (document.getElementById('fitness-chart').data || []).map(t => t.x.length)")
+
+
+def _table_numbers(page) -> list[int]:
+    return [int(n) for n in page.locator("#trials tbody tr td:first-child").all_inner_texts()]
+
+
+def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page, tmp_path):
+    cid = campaigns[1]["done"]
+    trials = store.trials(cid)
+    scored = [t for t in trials if t.status in FINISHED and t.fitness is not None]
+    generations = store.generations(cid)
+    assert len(scored) == 12 and len(generations) == 4
+    page.goto(f"{server}/campaigns/{cid}/view")
+    page.wait_for_function("n => { const d = document.getElementById('fitness-chart').data;"
+                           " return d && d[0].x.length === n }", arg=len(scored), timeout=15_000)
+    assert _trace_lengths(page) == [len(scored), len(generations), len(generations)]  # trials, best, mean
+    drawn = page.locator("#fitness-chart .scatterlayer .trace").first.locator(".point")
+    assert drawn.count() == len(scored)  # really drawn as SVG, not only handed to plotly
+    best_line = page.evaluate("() => document.getElementById('fitness-chart').data[1].y")
+    assert best_line == pytest.approx([g.best_fitness for g in generations])
+
+    # Hovering a point shows that trial's hyperparameters.
+    box = drawn.nth(len(scored) // 2).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2 - 20, box["y"] - 20)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+    hover = page.locator("#fitness-chart .hoverlayer .hovertext")
+    hover.wait_for(timeout=5_000)
+    hover_text = hover.text_content()
+    assert "fitness" in hover_text and "lr0" in hover_text
+
+    # YOLOv5's evolve plot: one chart per hyperparameter that differs between trials, best starred.
+    mutated = [k for k in scored[0].hyp if any(t.hyp[k] != scored[0].hyp[k] for t in scored)]
+    assert mutated
+    keys = page.evaluate("() => [...document.querySelectorAll('#evolve-grid .evolve-chart')].map(d => d.dataset.key)")
+    assert keys == mutated
+    best = max(scored, key=lambda t: t.fitness)
+    first_chart = page.evaluate("() => document.querySelector('#evolve-grid .evolve-chart').data.map(t => t.x)")
+    assert first_chart[0] == [t.hyp[mutated[0]] for t in scored] and first_chart[1] == [best.hyp[mutated[0]]]
+
+    # Table, summary, downloads.
+    assert _table_numbers(page) == [t.number for t in trials]
+    assert page.locator("#trials tbody tr").first.locator("td").nth(4).inner_text() == trials[0].worker
+    assert page.locator("#campaign-status").inner_text() == "completed"
+    assert page.locator("#cancel-button").is_disabled()
+    downloads = page.locator("#downloads a").all_inner_texts()
+    assert downloads[:2] == ["hyp_evolved.yaml", "evolve.csv"]
+    hyp_href = page.locator("#downloads a").first.get_attribute("href")
+    assert page.request.get(server + hyp_href if hyp_href.startswith("/") else hyp_href).ok
+
+    shot = tmp_path / "campaign.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+
+
+def test_clicking_a_header_sorts_the_table(server, campaigns, store, page):
+    cid = campaigns[1]["done"]
+    trials = store.trials(cid)
+    page.goto(f"{server}/campaigns/{cid}/view")
+    page.wait_for_function("n => document.querySelectorAll('#trials tbody tr').length === n", arg=len(trials))
+    header = page.locator("#trials th[data-key='fitness'] button")
+    header.click()  # best first
+    by_fitness = sorted(trials, key=lambda t: (-t.fitness, t.number))
+    assert _table_numbers(page) == [t.number for t in by_fitness]
+    assert page.locator("#trials th[data-key='fitness']").get_attribute("aria-sort") == "descending"
+    header.click()
+    assert _table_numbers(page) == [t.number for t in sorted(trials, key=lambda t: (t.fitness, t.number))]
+    page.locator("#trials th[data-key='worker'] button").click()
+    assert _table_numbers(page) == [t.number for t in sorted(trials, key=lambda t: (t.worker, t.number))]
+    page.locator("#trials th[data-key='number'] button").click()
+    assert _table_numbers(page) == [t.number for t in trials]
+
+
+def test_cancel_button_needs_the_token_then_cancels(server, campaigns, store, page):
+    cid = campaigns[1]["queued"]
+    page.goto(f"{server}/campaigns/{cid}/view")
+    cancel = page.locator("#cancel-button")
+    page.wait_for_function("() => !document.getElementById('cancel-button').disabled")
+    cancel.click()  # no token yet: refused, nothing changes
+    page.locator("#message.error").wait_for()
+    assert "token" in page.locator("#message").inner_text()
+    assert store.campaign(cid).status == "queued"
+
+    page.fill("#token-input", TOKEN)
+    page.click("#token-form button")
+    assert page.evaluate("() => sessionStorage.getItem('evolver.apiToken')") == TOKEN
+    page.wait_for_function("() => !document.getElementById('cancel-button').disabled")
+    cancel.click()
+    page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'cancelled'")
+    assert store.campaign(cid).status == "cancelled"
+    assert cancel.is_disabled() and page.locator("#resume-button").is_enabled()
+
+
+def test_page_follows_a_running_campaign_without_reload(server, campaigns, store, page):
+    cid = campaigns[1]["live"]
+    store.set_campaign_status(cid, "running")
+    page.goto(f"{server}/campaigns/{cid}/view")
+    page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'running'")
+    assert _trace_lengths(page)[0] == 0
+    hyp = CampaignSpec(trainer="sleep").base_hyp()
+    store.add_trial(cid, 0, 0, hyp, (), seed=1)
+    store.start_trial(cid, 0, 1, worker="cpu-0", node_id="n", node_ip="127.0.0.1", gpu_id=None)
+    store.record_epoch(cid, 0, 1, 0, {"metrics/mAP_0.5": 0.1}, 0.05)
+    running = page.locator("#running-trials li#running-0")
+    running.wait_for(timeout=10_000)  # the next poll (2 s) shows it, with its epoch
+    page.wait_for_function("() => /epoch 1\\/2/.test(document.querySelector('#running-0').textContent)",
+                           timeout=10_000)
+    metrics = {"metrics/precision": 0.3, "metrics/recall": 0.4, "metrics/mAP_0.5": 0.5, "metrics/mAP_0.5:0.95": 0.2}
+    store.finish_trial(cid, 0, 1, "completed", metrics=metrics, fitness=0.23, epochs_done=2)
+    page.wait_for_function("() => document.getElementById('fitness-chart').data[0].x.length === 1", timeout=10_000)
+    assert page.evaluate("() => document.getElementById('fitness-chart').data[0].y") == [0.23]
+    assert page.locator("#running-trials li").inner_text() == "none"
+
+
+def test_list_page_links_campaigns_and_shows_rejections(server, campaigns, page, store):
+    page.goto(f"{server}/")
+    ids = campaigns[1]
+    for cid in ids.values():
+        page.locator(f"#campaign-{cid} a").wait_for()
+    assert page.locator(f"#campaign-{ids['done']} td").nth(2).inner_text() == "completed"
+    page.evaluate(f"() => sessionStorage.setItem('evolver.apiToken', {TOKEN!r})")
+    page.fill("#spec-text", "name: bad\ntrainer: sleep\ngenerations: -1\n")
+    page.click("#submit-button")
+    result = page.locator("#submit-result.error")
+    result.wait_for()
+    assert "422" in result.inner_text() and "generations" in result.inner_text()
+    assert len(store.campaigns()) == len(ids)  # nothing stored
+    page.click(f"#campaign-{ids['done']} a")
+    page.wait_for_url(f"{server}/campaigns/{ids['done']}/view")
+
+
+def test_static_assets_come_from_the_app(server):
+    import importlib.resources
+
+    import httpx
+
+    packaged = Path(str(importlib.resources.files("plotly") / "package_data" / "plotly.min.js")).read_bytes()
+    with httpx.Client(base_url=server) as client:
+        plotly_js = client.get("/static/plotly.min.js")
+        assert plotly_js.status_code == 200 and plotly_js.content == packaged
+        again = client.get("/static/plotly.min.js", headers={"If-None-Match": plotly_js.headers["etag"]})
+        assert again.status_code == 304
+        assert client.get("/static/dashboard.js").status_code == 200
+        assert client.get("/static/..%2Fpages_html.py").status_code == 404
+        assert client.get("/static/app.py").status_code == 404
+        page = client.get("/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN

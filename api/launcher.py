@@ -42,8 +42,9 @@ class LaunchError(RuntimeError):
 
 
 class Launcher(Protocol):
-    def submit(self, campaign_id: int) -> str:
-        """Start the coordinator of a stored campaign; returns the id of the job that runs it."""
+    def submit(self, campaign_id: int) -> str | None:
+        """Start the coordinator of a stored campaign; returns the id of the job that runs it
+        (None when nothing was started)."""
 
     def cancelled(self, campaign_id: int, job_id: str | None) -> None:
         """The campaign was just set to "cancelled" in SQL: make sure its job ends."""
@@ -245,6 +246,21 @@ class RayJobLauncher:
         self._client = None
 
 
+# --------------------------------------------------------------------------------- queue only
+class QueueLauncher:
+    """Starts nothing: campaigns stay queued until someone runs them by hand
+    (`ray job submit -- python -m evolver run --campaign ID --db URL`, or `evolver run --campaign ID`)."""
+
+    def submit(self, campaign_id: int) -> None:
+        return None
+
+    def cancelled(self, campaign_id: int, job_id: str | None) -> None:
+        """A queued campaign has no job to stop."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 # --------------------------------------------------------------------------------- in-process
 class ThreadLauncher:
     """Runs each campaign's coordinator in a thread of this process, on the Ray this process is
@@ -278,6 +294,8 @@ class ThreadLauncher:
         from workers import WorkerPool, build_trainer
 
         with Store.open(self.db_url) as store:
+            if store.campaign(campaign_id).status in ("cancelled", "completed", "failed"):
+                return  # cancelled before its thread got going, as the CLI entry point would refuse
             try:
                 spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
                 pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)

@@ -101,14 +101,20 @@ def export_weights(
 
 @dataclass(frozen=True)
 class ParityReport:
-    """onnxruntime against the fused torch model on the same letterboxed images."""
+    """onnxruntime against the fused torch model on the same letterboxed images.
+
+    The bound is absolute for scores (0-1) and relative for box coordinates, which are pixels:
+    a float32 step is already 6e-5 at 640 and 1.2e-4 above 1024 px, so a plain 1e-4 on a box
+    of 1400 px would ask for bit-identical kernels rather than a faithful export."""
 
     images: int
-    max_abs_diff: float  # over every element of output0
+    max_abs_diff: float  # plain max |onnx - torch| over every element of output0
+    max_scaled_diff: float  # max of |onnx - torch| / max(1, |torch|): what `atol` bounds
     atol: float
     torch_detections: int
     onnx_detections: int
     mismatched_images: tuple[int, ...] = field(default_factory=tuple)  # indices whose detections differ
+    half: bool = False  # an FP16 graph: differing detections are reported, not failed
 
     @property
     def detections_match(self) -> bool:
@@ -116,20 +122,22 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.atol and self.detections_match
+        return self.max_scaled_diff <= self.atol and (self.detections_match or self.half)
 
     def summary(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
-        return (f"parity {verdict}: {self.images} images, max |diff| {self.max_abs_diff:.2e} (limit {self.atol:.0e}), "
+        return (f"parity {verdict}: {self.images} images, max |diff| {self.max_abs_diff:.2e}, "
+                f"scaled {self.max_scaled_diff:.2e} (limit {self.atol:.0e}), "
                 f"detections torch {self.torch_detections} / onnx {self.onnx_detections}, "
                 f"{len(self.mismatched_images)} image(s) differ")
 
 
-def detections_equal(a: torch.Tensor, b: torch.Tensor, box_atol: float = 1e-3, conf_atol: float = 1e-4) -> bool:
-    """Same boxes in the same order with the same classes (boxes and scores to float tolerance)."""
+def detections_equal(a: torch.Tensor, b: torch.Tensor, box_rtol: float = 1e-4, conf_atol: float = 1e-4) -> bool:
+    """Same boxes in the same order with the same classes; coordinates equal to `box_rtol` of
+    their size in pixels (plus 1e-3 px), scores to `conf_atol`."""
     if a.shape != b.shape:
         return False
-    return bool(torch.equal(a[:, 5], b[:, 5]) and torch.allclose(a[:, :4], b[:, :4], rtol=0, atol=box_atol)
+    return bool(torch.equal(a[:, 5], b[:, 5]) and torch.allclose(a[:, :4], b[:, :4], rtol=box_rtol, atol=1e-3)
                 and torch.allclose(a[:, 4], b[:, 4], rtol=0, atol=conf_atol))
 
 
@@ -143,8 +151,9 @@ def check_parity(
 ) -> ParityReport:
     """Run both on `images` (files or BGR arrays) at the ONNX's size and batch; compare.
 
-    `atol` defaults to 1e-4 for a float32 graph. An FP16 graph cannot meet that (0.5 px is one
-    half-precision step at 640), so it defaults to 1.0 there and detections are still compared."""
+    `atol` bounds |diff| / max(1, |torch|) (see ParityReport) and defaults to 1e-4 for a float32
+    graph. An FP16 graph cannot meet that (a half-precision step is 1e-3 relative), so there it
+    defaults to 1e-2 and, as FP16 may reorder near-equal scores, detections are only reported."""
     from yolo.checkpoint import load_model
 
     if not images:
@@ -152,15 +161,17 @@ def check_parity(
     model, _ = load_model(weights, "cpu", fuse=True)
     detector = OnnxDetector(onnx_path)
     half = "true" == detector.session.get_modelmeta().custom_metadata_map.get("half", "false")
-    limit = atol if atol is not None else (1.0 if half else 1e-4)
+    limit = atol if atol is not None else (1e-2 if half else 1e-4)
     step = detector.batch or len(images)
-    worst, counts, mismatched = 0.0, [0, 0], []
+    worst, worst_scaled, counts, mismatched = 0.0, 0.0, [0, 0], []
     for start in range(0, len(images), step):
         batch, placements = prepare_batch(images[start : start + step], detector.img_size)
         with torch.no_grad():
             expected = model(torch.from_numpy(batch))[0]
         got = torch.from_numpy(detector(batch))
-        worst = max(worst, float((got - expected).abs().max()))
+        diff = (got - expected).abs()
+        worst = max(worst, float(diff.max()))
+        worst_scaled = max(worst_scaled, float((diff / expected.abs().clamp(min=1.0)).max()))
         ours = postprocess(expected, placements, conf_threshold, iou_threshold)
         theirs = postprocess(got, placements, conf_threshold, iou_threshold)
         for offset, (a, b) in enumerate(zip(ours, theirs)):
@@ -168,7 +179,7 @@ def check_parity(
             counts[1] += len(b)
             if not detections_equal(a, b):
                 mismatched.append(start + offset)
-    return ParityReport(len(images), worst, limit, counts[0], counts[1], tuple(mismatched))
+    return ParityReport(len(images), worst, worst_scaled, limit, counts[0], counts[1], tuple(mismatched), half)
 
 
 def coco_like_images(folder: str | Path, limit: int) -> list[Path]:

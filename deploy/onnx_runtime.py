@@ -116,12 +116,19 @@ class OnnxDetector:
             self.img_size = _as_hw(img_size) if img_size is not None else (int(exported[0]), int(exported[1]))
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Run the graph on a prepared float32 batch; returns `output0`."""
-        if self.batch is not None and batch.shape[0] != self.batch:
+        """Run the graph on a prepared float32 batch of any length; returns `output0`.
+
+        A static graph gets its own batch size at a time, the last chunk zero-padded."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.batch is None or batch.shape[0] == self.batch:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        outputs = []
+        for start in range(0, batch.shape[0], self.batch):
+            chunk = batch[start : start + self.batch]
             padded = np.zeros((self.batch, *batch.shape[1:]), dtype=np.float32)
-            padded[: batch.shape[0]] = batch
-            return self.session.run([OUTPUT_NAME], {INPUT_NAME: padded})[0][: batch.shape[0]]
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+            padded[: len(chunk)] = chunk
+            outputs.append(self.session.run([OUTPUT_NAME], {INPUT_NAME: padded})[0][: len(chunk)])
+        return np.concatenate(outputs)
 
     def detect(
         self,

@@ -56,6 +56,7 @@ class EngineOptions:
     half: bool = False  # ask for FP16 layers (see the module docstring for TensorRT 11)
     max_batch: int = 1  # top of the optimisation profile for a dynamic-batch ONNX
     img_size: tuple[int, int] | None = None  # (h, w) for a dynamic-size ONNX; default: its export size
+    tf32: bool = True  # TensorRT's default on Ampere+; off for bit-close parity checks against FP32 runtimes
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, options: EngineOptions = EngineOptions()) -> Path:
@@ -96,6 +97,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
         top = max(1, options.max_batch)
         profile.set_shape(INPUT_NAME, (1, 3, height, width), (max(1, top // 2), 3, height, width), (top, 3, height, width))
         config.add_optimization_profile(profile)
+    if not options.tf32 and hasattr(trt.BuilderFlag, "TF32") and not strongly_typed:
+        config.clear_flag(trt.BuilderFlag.TF32)
     if options.half and fp16_flag is not None and not strongly_typed:
         if getattr(builder, "platform_has_fast_fp16", True):
             config.set_flag(fp16_flag)

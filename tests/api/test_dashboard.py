@@ -142,14 +142,15 @@ def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page
     best_line = page.evaluate("() => document.getElementById('fitness-chart').data[1].y")
     assert best_line == pytest.approx([g.best_fitness for g in generations])
 
-    # Hovering a point shows that trial's hyperparameters.
-    box = drawn.nth(len(scored) // 2).bounding_box()
+    # Hovering a point shows that trial's hyperparameters (the worst trial: no line passes through it).
+    worst = min(range(len(scored)), key=lambda i: scored[i].fitness)
+    box = drawn.nth(worst).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2 - 20, box["y"] - 20)
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
     hover = page.locator("#fitness-chart .hoverlayer .hovertext")
     hover.wait_for(timeout=5_000)
     hover_text = hover.text_content()
-    assert "fitness" in hover_text and "lr0" in hover_text
+    assert f"trial {scored[worst].number}," in hover_text and "lr0" in hover_text
 
     # YOLOv5's evolve plot: one chart per hyperparameter that differs between trials, best starred.
     mutated = [k for k in scored[0].hyp if any(t.hyp[k] != scored[0].hyp[k] for t in scored)]

@@ -171,3 +171,38 @@ def test_a_joining_node_gets_a_gpu_worker(ray_for_tests):
     finally:
         pool.shutdown()
         ray_for_tests.stop()
+
+
+def test_a_node_joining_mid_campaign_gets_trials(ray_for_tests, tmp_path):
+    """The coordinator's periodic pool.sync() puts a worker on a node that joins while it runs."""
+    import threading
+
+    from evolver.campaign import CampaignSpec
+    from evolver.coordinator import Coordinator, CoordinatorSettings
+    from evolver.store import Store
+
+    ray_for_tests.start_cluster(num_cpus=1, num_gpus=1)
+    store = Store.open(Store.sqlite_url(tmp_path / "evolver.db"))
+    spec = CampaignSpec(name="join", trainer="sleep", epochs=1, generations=40, population=1)
+    cid = store.create_campaign(spec.name, spec.to_json_dict(), str(tmp_path / "join"))
+    pool = WorkerPool(trainer=SleepTrialTrainer(0.4, 0.6))
+    settings = CoordinatorSettings(poll_seconds=0.1, grow_seconds=0.3, progress=False)
+    outcomes = []
+    # Ray adds nodes from the main thread only (signal handlers), so the coordinator runs beside it.
+    thread = threading.Thread(target=lambda: outcomes.append(Coordinator(store, cid, pool, settings).run()))
+    thread.start()
+    try:
+        while len(store.trials(cid, statuses=("completed",))) < 2:
+            time.sleep(0.05)
+        joined = [ray_for_tests.add_node(num_cpus=1, num_gpus=1)]
+        thread.join(timeout=120)
+    finally:
+        thread.join()
+        pool.shutdown()
+        ray_for_tests.stop()
+    (outcome,) = outcomes
+    trials = store.trials(cid)
+    assert outcome.completed == 40 and len(trials) == 40, [w.name for w in pool.workers]
+    assert joined and joined[0].node_id in {t.node_id for t in trials}, ([w.name for w in pool.workers], {t.worker for t in trials})
+    assert {t.worker for t in trials} == {"gpu-0", "gpu-1"}
+    assert {t.node_ip for t in trials} == {LOOPBACK}

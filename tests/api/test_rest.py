@@ -1,0 +1,186 @@
+"""REST over httpx against the real app: a real campaign (dry-run trainer, real coordinator on a
+local Ray) is submitted, read back through every read endpoint on SQLite and on PostgreSQL, and
+compared with what SQL holds; then cancel, resume, 404s and multipart submission."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+import yaml
+
+from evolver.store import Store
+from tests.api.conftest import api_settings, running_app, sleep_spec, wait_for
+
+SUMMARY_KEYS = {"id", "name", "status", "created_at", "trials_total", "trials_finished", "trials_running",
+                "best_fitness", "links"}
+OUT_KEYS = SUMMARY_KEYS | {"spec", "job_id", "error", "counts", "artefacts"}
+TRIAL_KEYS = {"number", "generation", "status", "attempt", "fitness", "metrics", "hyp", "parents", "worker",
+              "node_ip", "gpu_id", "started_at", "ended_at", "duration_seconds", "epochs_done", "current_epoch",
+              "error"}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def finished(request, tmp_path_factory, local_ray):
+    """(client, store, campaign id, POST response) of a completed 3x2 dry-run campaign."""
+    root = tmp_path_factory.mktemp(request.param)
+    db_url = None
+    if request.param == "postgresql":
+        db_url = request.getfixturevalue("postgres_server").new_database()
+    settings = api_settings(root, db_url)
+    with running_app(settings) as (client, _launcher):
+        created = client.post("/campaigns", json=sleep_spec())
+        assert created.status_code == 201, created.text
+        campaign_id = created.json()["id"]
+        wait_for(client, campaign_id)
+        with Store.open(settings.database_url()) as store:
+            yield client, store, campaign_id, created
+
+
+def test_submit_answers_201_with_links_and_job(finished):
+    _, _, cid, created = finished
+    body = created.json()
+    assert set(body) == OUT_KEYS
+    assert created.headers["location"] == f"/campaigns/{cid}"
+    assert body["links"] == {"self": f"/campaigns/{cid}", "view": f"/campaigns/{cid}/view",
+                             "generations": f"/campaigns/{cid}/generations", "trials": f"/campaigns/{cid}/trials",
+                             "hyp_evolved": f"/campaigns/{cid}/hyp_evolved.yaml",
+                             "evolve_csv": f"/campaigns/{cid}/evolve.csv"}
+    assert body["job_id"].startswith(f"thread-{cid}-")
+    assert body["spec"]["generations"] == 3 and body["trials_total"] == 6
+
+
+def test_campaign_reads_match_sql(finished):
+    client, store, cid, _ = finished
+    trials = store.trials(cid)
+    best = max(t.fitness for t in trials if t.status == "completed")
+    listing = client.get("/campaigns").json()
+    [summary] = [c for c in listing if c["id"] == cid]
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["status"] == "completed" and summary["trials_finished"] == 6 and summary["trials_running"] == 0
+    assert summary["best_fitness"] == pytest.approx(best)
+    one = client.get(f"/campaigns/{cid}").json()
+    assert set(one) == OUT_KEYS and one["counts"] == {"completed": 6}
+    assert one["job_id"] == store.campaign(cid).job_id
+
+
+def test_generations_match_sql(finished):
+    client, store, cid, _ = finished
+    body = client.get(f"/campaigns/{cid}/generations").json()
+    stored = store.generations(cid)
+    assert [g["index"] for g in body] == [0, 1, 2]
+    for out, g in zip(body, stored):
+        assert set(out) == {"index", "best_fitness", "mean_fitness", "best_trial", "closed_at"}
+        assert out["best_fitness"] == pytest.approx(g.best_fitness)
+        assert out["mean_fitness"] == pytest.approx(g.mean_fitness)
+        assert out["best_trial"] == g.best_trial
+
+
+def test_trials_filter_sort_paginate(finished):
+    client, store, cid, _ = finished
+    trials = store.trials(cid)
+    page = client.get(f"/campaigns/{cid}/trials", params={"sort": "-fitness"}).json()
+    assert page["total"] == 6 and len(page["items"]) == 6
+    assert set(page["items"][0]) == TRIAL_KEYS
+    fitness = [t["fitness"] for t in page["items"]]
+    assert fitness == sorted(fitness, reverse=True)
+    by_number = {t.number: t for t in trials}
+    first = page["items"][0]
+    assert first["hyp"] == pytest.approx(by_number[first["number"]].hyp)
+    assert first["duration_seconds"] > 0 and first["worker"] in ("cpu-0", "cpu-1")
+    assert client.get(f"/campaigns/{cid}/trials", params={"sort": "fitness"}).json()["items"][0]["fitness"] == min(fitness)
+    part = client.get(f"/campaigns/{cid}/trials", params={"sort": "-number", "limit": 2, "offset": 1}).json()
+    assert part["total"] == 6 and [t["number"] for t in part["items"]] == [4, 3]
+    none = client.get(f"/campaigns/{cid}/trials", params={"status": "failed"}).json()
+    assert none == {"total": 0, "items": []}
+    both = client.get(f"/campaigns/{cid}/trials", params=[("status", "failed"), ("status", "completed")]).json()
+    assert both["total"] == 6
+    assert client.get(f"/campaigns/{cid}/trials", params={"status": "bogus"}).status_code == 422
+    assert client.get(f"/campaigns/{cid}/trials", params={"limit": 0}).status_code == 422
+
+
+def test_trial_detail_has_epoch_curve(finished):
+    client, store, cid, _ = finished
+    detail = client.get(f"/campaigns/{cid}/trials/3").json()
+    assert set(detail) == TRIAL_KEYS | {"epochs"}
+    epochs = store.epochs(cid, 3)
+    assert [e["epoch"] for e in detail["epochs"]] == [e.epoch for e in epochs] == [0, 1]
+    assert detail["epochs"][-1]["fitness"] == pytest.approx(epochs[-1].fitness)
+    assert detail["parents"] == list(store.trial(cid, 3).parents)
+
+
+def test_downloads_are_the_run_folder_files(finished):
+    client, store, cid, _ = finished
+    response = client.get(f"/campaigns/{cid}/hyp_evolved.yaml")
+    assert response.status_code == 200 and "attachment" in response.headers["content-disposition"]
+    best = max((t for t in store.trials(cid) if t.status == "completed"), key=lambda t: (t.fitness, -t.number))
+    assert yaml.safe_load(response.text) == pytest.approx(best.hyp)
+    assert f"trial {best.number}" in response.text
+    rows = list(csv.reader(io.StringIO(client.get(f"/campaigns/{cid}/evolve.csv").text)))
+    assert rows[0][:2] == ["metrics/precision", "metrics/recall"] and len(rows) == 7
+    assert client.get(f"/campaigns/{cid}/artefacts/nothing.pt").status_code == 404
+
+
+def test_metrics_and_health(finished):
+    client, _, cid, _ = finished
+    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    text = client.get("/metrics").text
+    assert f'evolver_trials{{campaign="{cid}",status="completed"}} 6' in text
+    assert "evolver_busy_workers 0" in text
+    assert f'evolver_best_fitness{{campaign="{cid}"}}' in text
+    assert f'evolver_trials_per_hour{{campaign="{cid}"}}' in text
+
+
+def test_unknown_campaign_and_trial_are_404(finished):
+    client, _, cid, _ = finished
+    for path in ("", "/generations", "/trials", "/trials/0", "/hyp_evolved.yaml", "/evolve.csv", "/artefacts/x"):
+        assert client.get(f"/campaigns/999{path}").status_code == 404, path
+    for action in ("cancel", "resume"):
+        assert client.post(f"/campaigns/999/{action}").status_code == 404
+    assert client.get(f"/campaigns/{cid}/trials/99").status_code == 404
+    assert client.get("/campaigns/99999999999999999999").status_code == 422  # beyond SQL's integers
+
+
+def test_cancel_then_resume(tmp_path, local_ray):
+    with running_app(api_settings(tmp_path)) as (client, launcher):
+        cid = client.post("/campaigns", json=sleep_spec(generations=40, population=1, epochs=4,
+                                                          cpu_workers=1)).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/campaigns/{cid}").json()["trials_running"] == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        cancelled = client.post(f"/campaigns/{cid}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        launcher.join(timeout=30)
+        body = client.get(f"/campaigns/{cid}").json()
+        assert body["status"] == "cancelled" and body["trials_running"] == 0
+        assert body["trials_finished"] < 40
+        assert client.post(f"/campaigns/{cid}/cancel").status_code == 200  # twice is harmless
+        first_job = body["job_id"]
+        resumed = client.post(f"/campaigns/{cid}/resume")
+        assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+        assert resumed.json()["job_id"] != first_job
+        assert client.post(f"/campaigns/{cid}/resume").status_code == 409  # running already
+        client.post(f"/campaigns/{cid}/cancel")
+        launcher.join(timeout=30)
+
+
+def test_completed_campaign_cannot_be_cancelled(finished):
+    client, store, cid, _ = finished
+    assert client.post(f"/campaigns/{cid}/cancel").status_code == 409
+    assert store.campaign(cid).status == "completed"
+
+
+def test_multipart_spec_and_hyp_upload(tmp_path):
+    spec = yaml.safe_dump(sleep_spec(name="uploaded", generations=1, population=1, hyp={"lr0": 0.02}))
+    hyp = yaml.safe_dump({"lr0": 0.005, "momentum": 0.9, "mosaic": 0.5})
+    with running_app(api_settings(tmp_path), launcher="queue") as (client, _):
+        response = client.post("/campaigns", files={"spec": ("c.yaml", spec, "application/yaml"),
+                                                    "hyp": ("hyp.yaml", hyp, "application/yaml")})
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["status"] == "queued" and body["job_id"] is None  # the queue launcher starts nothing
+        # the uploaded file is the base; the spec's own hyp entries win
+        assert body["spec"]["hyp"] == {"lr0": 0.02, "momentum": 0.9, "mosaic": 0.5}

@@ -1,0 +1,54 @@
+"""Deploy fixtures: a yolov5n checkpoint that detects something on COCO128, without training.
+
+A freshly initialised network's BatchNorm layers have identity statistics, so its outputs are
+dominated by the Detect biases and barely depend on the image. Re-estimating the BatchNorm
+statistics from eight real images (one forward pass in train mode, no gradients) gives a model
+whose scores vary with the image content: some COCO128 images get tens of boxes, others none,
+which is what a parity test of detections needs. Training for that would take minutes here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+CALIBRATION_IMAGES = slice(8, 16)  # disjoint from the parity images below
+PARITY_IMAGES = 4
+PARITY_CONF = 0.1  # the calibrated model's scores are low; 0.1 keeps 0..200 boxes per image
+
+
+def coco128_images(coco128_dir: Path) -> list[Path]:
+    return sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
+
+
+@pytest.fixture(scope="session")
+def parity_images(coco128_dir) -> list[Path]:
+    return coco128_images(coco128_dir)[:PARITY_IMAGES]
+
+
+@pytest.fixture(scope="session")
+def calibrated_weights(coco128_dir, tmp_path_factory) -> Path:
+    """best.pt of a BatchNorm-calibrated yolov5n (80 COCO classes), saved through yolo.checkpoint."""
+    from deploy.onnx_runtime import prepare_batch
+    from yolo.checkpoint import Checkpoint, save_checkpoint
+    from yolo.data import load_data_config
+    from yolo.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("yolov5n", nc=80)
+    batch, _ = prepare_batch(coco128_images(coco128_dir)[CALIBRATION_IMAGES], (320, 320))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_running_stats()
+                module.momentum = None  # cumulative average: one pass sets the statistics outright
+        model.train()
+        model(torch.from_numpy(batch))
+    model.eval()
+    names = load_data_config(coco128_dir / "coco128.yaml").names
+    path = tmp_path_factory.mktemp("weights") / "best.pt"
+    return save_checkpoint(path, Checkpoint(model_state=model.state_dict(), model_config=model.config.to_dict(),
+                                            names=names))

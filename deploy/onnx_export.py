@@ -76,7 +76,7 @@ class DecodedOutput(nn.Module):
 
     With `half`, the cast to FP16 happens inside the graph, so the file keeps the float32 input
     contract while TensorRT >= 11 (strongly typed networks, no FP16 builder flag) still sees
-    FP16 layers."""
+    FP16 layers. The Detect layer (three 1x1 convs and the decode) stays float32."""
 
     def __init__(self, model: nn.Module, half: bool = False):
         super().__init__()
@@ -85,8 +85,7 @@ class DecodedOutput(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         x = images.half() if self.half else images
-        decoded = self.model(x)[0]
-        return decoded.float() if self.half else decoded
+        return self.model(x)[0].float()
 
 
 def export_onnx(
@@ -111,6 +110,9 @@ def export_onnx(
         net.fuse()
     if options.half:
         net.half()
+        if hasattr(net, "detect"):  # decode in float32: exact pixel grid, and the exporter's
+            net.detect.float()  # arange symbolic cannot build a float16 range
+            net.detect.register_forward_pre_hook(_features_to_float32)
     wrapper = DecodedOutput(net, options.half).eval()
     height, width = options.img_size
     batch = max(options.batch, 2) if options.dynamic else options.batch
@@ -135,6 +137,10 @@ def export_onnx(
         graph.metadata_props.add(key=str(key), value=value if isinstance(value, str) else json.dumps(value))
     onnx.save(graph, str(path))  # well below 2 GB for every YOLOv5 size: one self-contained file
     return inspect_onnx(path, expected_opset=options.opset)
+
+
+def _features_to_float32(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return ([feature.float() for feature in args[0]],)
 
 
 def _pin_output_width(graph: Any, width: int | None) -> None:

@@ -67,6 +67,7 @@ class _Busy:
     epochs: list[float] = field(default_factory=list)
     stop_reason: str | None = None  # "pruned" or "cancelled" once we asked it to stop
     stop_asked_at: float = 0.0
+    dispatched_at: float = field(default_factory=time.monotonic)
 
 
 class Coordinator:
@@ -97,6 +98,9 @@ class Coordinator:
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
         self.busy_seconds = 0.0  # summed trial time on workers (for utilisation)
+        # Per finished trial: seconds from dispatch to recorded result outside training + validation
+        # (breeding, SQL, transfer, model build, data, files): the price of running it as a trial.
+        self.overheads: list[float] = []
 
     # ----------------------------------------------------------------------------- state
     def _load(self) -> None:
@@ -202,6 +206,7 @@ class Coordinator:
 
     def _dispatch(self, progress: CampaignProgress) -> None:
         for handle in self._idle_workers():
+            dispatched_at = time.monotonic()  # breeding counts as the trial's overhead too
             trial = self._next_trial()
             if trial is None:
                 return
@@ -218,7 +223,7 @@ class Coordinator:
                 weights=self.spec.weights,
             )
             ref = handle.actor.run.remote(spec)
-            self._busy[ref] = _Busy(handle, trial, ref)
+            self._busy[ref] = _Busy(handle, trial, ref, dispatched_at=dispatched_at)
             progress.trial_started(handle.name, trial.number, self.spec.epochs)
 
     # ----------------------------------------------------------------------------- results
@@ -255,6 +260,10 @@ class Coordinator:
     def _record(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
         self.busy_seconds += result.ended_at - result.started_at
         self._drain_updates(busy, result.updates, progress)
+        self._finish_from_result(busy, result, progress)
+        self.overheads.append(time.monotonic() - busy.dispatched_at - result.train_seconds)
+
+    def _finish_from_result(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
         if result.status == "completed":
             value = weighted_fitness(result.metrics, self.spec.fitness_weights)
             self._finish(busy, "completed", result.metrics, value, result.epochs_done, None, result.weights_path,

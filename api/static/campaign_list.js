@@ -56,7 +56,8 @@
       }
     }
     const form = new FormData();
-    form.append("spec", specFile || new Blob([text], { type: "application/yaml" }), specFile ? specFile.name : "campaign.yaml");
+    if (specFile) form.append("spec", specFile, specFile.name);
+    else form.append("spec", new Blob([text], { type: "application/yaml" }), "campaign.yaml");
     if (hypFile) form.append("hyp", hypFile, hypFile.name);
     return form;
   }

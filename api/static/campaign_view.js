@@ -7,7 +7,7 @@
 (() => {
   const { element, statusBadge, formatFitness, formatDuration } = Evolver;
   const POLL_MS = 2000;
-  const PAGE_SIZE = 100; // trials per request when loading the whole list
+  const PAGE_SIZE = 1000; // trials per request when loading the whole list (the API allows up to 1000)
   const FINISHED = new Set(["completed", "failed", "pruned", "cancelled"]);
   const CANCELLABLE = new Set(["queued", "running"]);
   const RESUMABLE = new Set(["cancelled", "failed"]);
@@ -22,6 +22,7 @@
     generations: [],
     dataKey: null, // what the last full load saw (status and counts)
     chartKey: null, // what the charts were last drawn from
+    loadFailed: false, // the last poll failed (its message is showing)
     sort: { key: "number", direction: 1 },
   };
 
@@ -49,10 +50,14 @@
       campaign = await Evolver.getJSON(base);
     } catch (err) {
       showMessage(err.status === 404 ? `Campaign ${campaignId} does not exist.` : `Cannot load: ${err.message}`, true);
+      state.loadFailed = true;
       return;
     }
+    if (state.loadFailed) document.getElementById("message").hidden = true; // the server is back
+    state.loadFailed = false;
     state.campaign = campaign;
-    const dataKey = JSON.stringify([campaign.status, campaign.counts, campaign.trials_finished, campaign.trials_running]);
+    const { status, counts, trials_finished: finished, trials_running: running } = campaign;
+    const dataKey = JSON.stringify([status, counts, finished, running]);
     if (dataKey !== state.dataKey) {
       const [trials, generations] = await Promise.all([loadAllTrials(), Evolver.getJSON(`${base}/generations`)]);
       state.trials = trials;
@@ -186,8 +191,8 @@
     const epochs = state.campaign.spec && state.campaign.spec.epochs;
     document.querySelector("#trials tbody").replaceChildren(...sortedTrials().map((t) => trialRow(t, epochs)));
     for (const th of document.querySelectorAll("#trials th[data-key]")) {
-      if (th.dataset.key === state.sort.key) th.setAttribute("aria-sort", state.sort.direction > 0 ? "ascending" : "descending");
-      else th.removeAttribute("aria-sort");
+      if (th.dataset.key !== state.sort.key) th.removeAttribute("aria-sort");
+      else th.setAttribute("aria-sort", state.sort.direction > 0 ? "ascending" : "descending");
     }
   }
 
@@ -202,7 +207,8 @@
 
   // ---- charts ----------------------------------------------------------------------------------
 
-  const scoredTrials = () => state.trials.filter((t) => FINISHED.has(t.status) && t.fitness !== null && t.fitness !== undefined);
+  const hasFitness = (t) => t.fitness !== null && t.fitness !== undefined;
+  const scoredTrials = () => state.trials.filter((t) => FINISHED.has(t.status) && hasFitness(t));
 
   // The hyperparameters the search changed: those whose value differs between trials.
   function mutatedKeys(trials) {
@@ -213,14 +219,18 @@
 
   const bestOf = (trials) => trials.reduce((best, t) => (t.fitness > best.fitness ? t : best), trials[0]);
 
+  // Plotly reads a few HTML tags in its text (we use <br>): escape whatever came from the server.
+  const plotText = (value) => String(value).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
   function hoverText(t, keys) {
     const lines = [`trial ${t.number}, generation ${t.generation}`, `fitness ${formatFitness(t.fitness)}`];
     for (const k of keys.length ? keys : Object.keys(t.hyp)) lines.push(`${k}: ${t.hyp[k]}`);
-    return lines.join("<br>");
+    return lines.map(plotText).join("<br>");
   }
 
   function drawFitnessChart(scored, generations, keys) {
     const closed = generations.filter((g) => g.best_fitness !== null);
+    const lastGeneration = Math.max(0, ...scored.map((t) => t.generation), ...generations.map((g) => g.index));
     const data = [
       {
         name: "trials",
@@ -253,7 +263,13 @@
     const layout = {
       height: 360,
       margin: { l: 60, r: 20, t: 10, b: 45 },
-      xaxis: { title: { text: "generation" }, rangemode: "tozero", dtick: generations.length > 20 ? undefined : 1 },
+      // half a generation of margin on both sides, so the first and last columns of points show whole
+      xaxis: {
+        title: { text: "generation" },
+        range: [-0.5, lastGeneration + 0.5],
+        zeroline: false,
+        dtick: lastGeneration > 20 ? undefined : 1,
+      },
       yaxis: { title: { text: "fitness" } },
       hovermode: "closest",
       legend: { orientation: "h", y: 1.08 },
@@ -271,7 +287,8 @@
       kept.delete(k);
     });
     for (const gone of kept.values()) Plotly.purge(gone);
-    grid.replaceChildren(...(divs.length ? divs : [element("p", { className: "muted" }, "no hyperparameter has changed yet")]));
+    const none = element("p", { className: "muted" }, "no hyperparameter has changed yet");
+    grid.replaceChildren(...(divs.length ? divs : [none]));
     if (!keys.length) return;
     const best = bestOf(scored);
     keys.forEach((k, i) => {
@@ -282,7 +299,7 @@
           x: scored.map((t) => t.hyp[k]),
           y: scored.map((t) => t.fitness),
           text: scored.map((t) => `trial ${t.number}`),
-          hovertemplate: `%{text}<br>${k} %{x}<br>fitness %{y:.4f}<extra></extra>`,
+          hovertemplate: `%{text}<br>${plotText(k)} %{x}<br>fitness %{y:.4f}<extra></extra>`,
           marker: { size: 5, color: scored.map((t) => t.fitness), colorscale: "Viridis", opacity: 0.7 },
         },
         {
@@ -290,14 +307,14 @@
           mode: "markers",
           x: [best.hyp[k]],
           y: [best.fitness],
-          hovertemplate: `best: trial ${best.number}<br>${k} %{x}<extra></extra>`,
+          hovertemplate: `best: trial ${best.number}<br>${plotText(k)} %{x}<extra></extra>`,
           marker: { symbol: "star", size: 14, color: "#e45756", line: { color: "#000", width: 1 } },
         },
       ];
       const layout = {
         height: 190,
         margin: { l: 40, r: 10, t: 28, b: 28 },
-        title: { text: `${k} = ${best.hyp[k]}`, font: { size: 12 } },
+        title: { text: plotText(`${k} = ${best.hyp[k]}`), font: { size: 12 } },
         showlegend: false,
         xaxis: { tickfont: { size: 9 } },
         yaxis: { tickfont: { size: 9 } },

@@ -1,0 +1,54 @@
+"""End to end through Ray's Jobs API: the app starts its own Ray head on 127.0.0.1, a small real
+campaign (yolov5n, 1 epoch at 64 px on the tiny synthetic dataset, 2 generations of 1) is submitted
+over HTTP, runs as a Ray job (`python -m evolver run --campaign ID --db URL`), and its
+hyp_evolved.yaml download equals the best trial's hyperparameters in SQL. Shutting the app down
+stops the head: no Ray process of ours is left."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from api.app import create_app
+from evolver.store import Store
+from tests.api.conftest import api_settings, wait_for
+
+from fastapi.testclient import TestClient
+
+
+def _our_ray_processes(temp_prefix: str = "/tmp/evray") -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in out if temp_prefix in line and "ps -eo" not in line]
+
+
+@pytest.mark.slow
+def test_campaign_runs_as_a_ray_job_and_hyp_evolved_matches_sql(tmp_path, tiny_synthetic):
+    settings = api_settings(tmp_path, ray_num_cpus=2, cancel_grace_seconds=1.0)
+    settings = settings.model_copy(update={"data_roots": [tiny_synthetic.parent]})
+    spec = {"name": "e2e", "data": str(tiny_synthetic), "epochs": 1, "img_size": 64, "batch_size": 16,
+            "generations": 2, "population": 1, "keep_top_k": 1}
+    with TestClient(create_app(settings)) as client:
+        created = client.post("/campaigns", json=spec)
+        assert created.status_code == 201, created.text
+        campaign = created.json()
+        assert campaign["job_id"].startswith("raysubmit_")
+        assert _our_ray_processes(), "the local Ray head should be running"
+        final = wait_for(client, campaign["id"], timeout=150)
+        assert final["status"] == "completed", final
+        assert final["trials_finished"] == 2
+        downloaded = client.get(f"/campaigns/{campaign['id']}/hyp_evolved.yaml")
+        assert downloaded.status_code == 200
+        with Store.open(settings.database_url()) as store:
+            completed = store.trials(campaign["id"], statuses=("completed",))
+            best = max(completed, key=lambda t: (t.fitness, -t.number))
+            assert yaml.safe_load(downloaded.text) == pytest.approx(best.hyp)
+            assert {t.node_ip for t in completed} == {"127.0.0.1"}
+        [weights] = final["artefacts"]
+        assert weights["trial_number"] == best.number
+        blob = client.get(weights["url"])
+        assert blob.status_code == 200 and len(blob.content) == weights["size"]
+    leftovers = _our_ray_processes()
+    assert not leftovers, leftovers

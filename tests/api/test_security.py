@@ -1,0 +1,172 @@
+"""Security and bad input: bearer token on writes, data-root confinement of every path (`..` and
+symlink escapes), safe YAML only, body and upload limits, 422 naming each bad field, and nothing
+stored by any rejected request. `evolver serve` refuses a public address without a token."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import yaml
+
+from evolver.cli import main
+from evolver.store import Store
+from tests.api.conftest import api_settings, running_app, sleep_spec
+
+
+@pytest.fixture
+def app(tmp_path):
+    """(client, settings, data root) of an app whose campaigns stay queued (nothing trains here)."""
+    settings = api_settings(tmp_path, max_upload_bytes=2048)
+    with running_app(settings, launcher="queue") as (client, _):
+        yield client, settings, tmp_path / "data"
+
+
+def stored(settings) -> list:
+    with Store.open(settings.database_url()) as store:
+        return [(c.id, c.status) for c in store.campaigns()]
+
+
+def assert_rejected(client, settings, response, status: int, *locs: list) -> None:
+    assert response.status_code == status, response.text
+    if locs:
+        got = [problem["loc"] for problem in response.json()["detail"]]
+        for loc in locs:
+            assert loc in got, (loc, got)
+    assert stored(settings) == []
+    assert not any((settings.project_dir).glob("*")) if settings.project_dir.exists() else True
+
+
+def test_write_endpoints_need_the_token(tmp_path):
+    settings = api_settings(tmp_path, api_token="s3cret-token")
+    with running_app(settings, launcher="queue") as (client, _):
+        assert client.post("/campaigns", json=sleep_spec()).status_code == 401
+        wrong = client.post("/campaigns", json=sleep_spec(), headers={"Authorization": "Bearer s3cret-tokeX"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        assert client.post("/campaigns", json=sleep_spec(), headers={"Authorization": "Basic s3cret-token"}).status_code == 401
+        assert stored(settings) == []
+        ok = client.post("/campaigns", json=sleep_spec(), headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 201
+        cid = ok.json()["id"]
+        assert client.get(f"/campaigns/{cid}").status_code == 200  # reads stay open
+        assert client.post(f"/campaigns/{cid}/cancel").status_code == 401
+        assert stored(settings) == [(cid, "queued")]
+        auth = {"Authorization": "Bearer s3cret-token"}
+        assert client.post(f"/campaigns/{cid}/cancel", headers=auth).json()["status"] == "cancelled"
+        assert client.post(f"/campaigns/{cid}/resume").status_code == 401
+
+
+def test_bad_fields_are_422_naming_each(app):
+    client, settings, _ = app
+    response = client.post("/campaigns", json=sleep_spec(
+        generations=-1, hyp={"lr0": 0.01, "learning_rate": 1.0},
+        search_space={"lr0": {"lower": 0.5, "upper": 0.1}}, colour="red"))
+    assert_rejected(client, settings, response, 422, ["body", "generations"], ["body", "hyp"],
+                    ["body", "search_space"], ["body", "colour"])
+    messages = " ".join(p["msg"] for p in response.json()["detail"])
+    assert "learning_rate" in messages and "lower" in messages
+
+
+def test_missing_dataset_is_422(app):
+    client, settings, _ = app
+    response = client.post("/campaigns", json={"name": "x", "data": "missing/data.yaml"})
+    assert_rejected(client, settings, response, 422, ["body", "data"])
+    assert "no such file" in response.json()["detail"][0]["msg"]
+
+
+def test_paths_must_stay_inside_data_roots(app, tmp_path):
+    client, settings, root = app
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    (outside / "hyp.yaml").write_text("lr0: 0.01\n")
+    (root / "link.yaml").symlink_to(outside / "data.yaml")
+    (root / "hyp_link.yaml").symlink_to(outside / "hyp.yaml")
+    (root / "linked_dir").symlink_to(outside)
+    cases = {
+        "data": ["../outside/data.yaml", str(outside / "data.yaml"), "link.yaml", "linked_dir/data.yaml"],
+        "hyp_file": ["../outside/hyp.yaml", "hyp_link.yaml"],
+        "weights": ["/etc/passwd", "../../../../etc/passwd"],
+    }
+    for field, values in cases.items():
+        for value in values:
+            response = client.post("/campaigns", json={"name": "x", field: value})
+            assert_rejected(client, settings, response, 422, ["body", field])
+            assert "outside" in response.json()["detail"][0]["msg"], (field, value)
+
+
+def test_data_yaml_inside_roots_may_not_point_outside(app):
+    client, settings, root = app
+    (root / "escape.yaml").write_text("path: /etc\ntrain: .\nval: .\nnames: [a]\n")
+    response = client.post("/campaigns", json={"name": "x", "data": "escape.yaml"})
+    assert_rejected(client, settings, response, 422, ["body", "data"])
+
+
+def test_paths_inside_roots_are_stored_resolved(app):
+    client, settings, root = app
+    (root / "set").mkdir()
+    (root / "set" / "images").mkdir()
+    (root / "set" / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    (root / "hyp.yaml").write_text("lr0: 0.02\n")
+    response = client.post("/campaigns", json={"name": "ok", "data": "set/../set/data.yaml", "hyp_file": "hyp.yaml",
+                                               "trainer": "sleep"})
+    assert response.status_code == 201, response.text
+    spec = response.json()["spec"]
+    assert spec["data"] == str((root / "set" / "data.yaml").resolve())
+    assert spec["hyp_file"] == str((root / "hyp.yaml").resolve())
+
+
+def test_unsafe_or_odd_documents_are_refused(app):
+    client, settings, _ = app
+    evil = "name: x\nhyp: !!python/object/apply:os.system ['touch /tmp/evolver-pwned']\n"
+    response = client.post("/campaigns", files={"spec": ("c.yaml", evil)})
+    assert_rejected(client, settings, response, 422, ["body", "spec"])
+    assert not os.path.exists("/tmp/evolver-pwned")
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b]\n"
+    assert_rejected(client, settings, client.post("/campaigns", files={"spec": ("c.yaml", bomb)}), 422, ["body", "spec"])
+    nan = client.post("/campaigns", content=b'{"name": "x", "hyp": {"lr0": NaN}}',
+                      headers={"content-type": "application/json"})
+    assert_rejected(client, settings, nan, 422, ["body"])
+    deep = client.post("/campaigns", content=b"[" * 5000 + b"]" * 5000, headers={"content-type": "application/json"})
+    assert_rejected(client, settings, deep, 422)
+    assert_rejected(client, settings, client.post("/campaigns", json=[1, 2]), 422, ["body"])
+    assert_rejected(client, settings, client.post("/campaigns", content=b"{", headers={"content-type": "application/json"}), 422)
+    assert_rejected(client, settings, client.post("/campaigns", content=b"x", headers={"content-type": "text/plain"}), 415)
+    bad_hyp = client.post("/campaigns", files={"spec": ("c.yaml", "name: x\n"), "hyp": ("h.yaml", "lr0: .inf\n")})
+    assert_rejected(client, settings, bad_hyp, 422, ["body", "hyp", "lr0"])
+    unknown_hyp = client.post("/campaigns", files={"spec": ("c.yaml", "name: x\n"), "hyp": ("h.yaml", "lrX: 1\n")})
+    assert_rejected(client, settings, unknown_hyp, 422, ["body", "hyp"])
+    extra = client.post("/campaigns", files={"spec": ("c.yaml", "name: x\n"), "script": ("run.sh", "rm -rf /")})
+    assert_rejected(client, settings, extra, 422, ["body", "script"])
+
+
+def test_body_and_upload_limits(app):
+    client, settings, _ = app
+    big = {"name": "x", "hyp": {}, "pad": "x" * (settings.max_body_bytes + 10)}
+    assert_rejected(client, settings, client.post("/campaigns", json=big), 413)
+
+    def chunks():  # no Content-Length: counted while it streams
+        for _ in range(40):
+            yield b" " * 32768
+
+    streamed = client.post("/campaigns", content=chunks(), headers={"content-type": "application/json"})
+    assert_rejected(client, settings, streamed, 413)
+    upload = yaml.safe_dump({"name": "x", "pad": "y" * 4000})
+    assert_rejected(client, settings, client.post("/campaigns", files={"spec": ("c.yaml", upload)}), 413)
+
+
+def test_downloads_serve_only_recorded_files(app):
+    client, settings, _ = app
+    cid = client.post("/campaigns", json=sleep_spec()).json()["id"]
+    for name in ("..%2F..%2Fevolver.db", "%2Fetc%2Fpasswd", "evolver.db", "hyp_evolved.yaml"):
+        assert client.get(f"/campaigns/{cid}/artefacts/{name}").status_code == 404, name
+    assert client.get(f"/campaigns/{cid}/hyp_evolved.yaml").status_code == 404  # not written yet
+
+
+def test_serve_refuses_public_address_without_token(capsys, monkeypatch):
+    monkeypatch.delenv("EVOLVER_API_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--port", "1"]) == 2
+    assert "without a token" in capsys.readouterr().err
+    monkeypatch.setenv("EVOLVER_API_TOKEN", "")  # empty counts as unset
+    assert main(["serve", "--host", "10.1.2.3"]) == 2

@@ -5,7 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser
+
+# The dashboard tests drive Debian's Chromium headless (no browser download at run time).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian's chromium for the dashboard tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +22,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/evolver train --epochs 15 --img 256 --batch 16
+	$(VENV)/bin/evolver run examples/synthetic-campaign.yaml
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.learning
 	$(PY) -m benchmarks.speed
 	$(PY) -m benchmarks.eval_speed
+	$(PY) -m benchmarks.store_speed
+	$(PY) -m benchmarks.coordinator_scale
+	$(PY) -m benchmarks.trial_overhead
+	$(PY) -m benchmarks.api_load
+	$(PY) -m benchmarks.export_speed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -66,6 +66,9 @@ class CampaignSpec(BaseModel):
     cpu_workers: int = Field(1, ge=1, le=256, description="workers when the cluster has no GPU")
     loader_workers: int = Field(0, ge=0, le=64, description="data loader processes per trial")
     keep_top_k: int = Field(3, ge=0, description="best trials whose weights are kept")
+    exports: tuple[Literal["onnx", "engine", "wts"], ...] = Field(
+        ("onnx",), description="formats the winner is exported to when the campaign completes "
+        "('engine' needs a worker with a GPU and TensorRT)")
     trainer: Literal["yolo", "sleep"] = Field(
         "yolo", description="'sleep' trains nothing: a dry run of the cluster and the GA")
 

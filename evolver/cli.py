@@ -15,6 +15,7 @@ from typing import Sequence
 from pydantic import ValidationError
 
 from api import serve_cli  # `evolver serve`; importing it loads no web framework
+from deploy import export_cli
 from evolver import campaign_cli
 
 DESCRIPTION = """\
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_val(sub)
     _add_synth(sub)
     campaign_cli.add_subcommands(sub)
+    export_cli.add_subcommand(sub)
     serve_cli.add_subcommands(sub)
     return parser
 
@@ -175,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS, **serve_cli.HANDLERS}
+    handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
+                "export": export_cli.run_export}
     try:
         return handlers[args.command](args)
     except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too
@@ -184,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return campaign_cli.fail(args.command, "invalid campaign:\n" + format_validation_error(err))
     except KeyError as err:  # an unknown campaign id
         return campaign_cli.fail(args.command, str(err.args[0]) if err.args else str(err))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         return campaign_cli.fail(args.command, str(err))
 
 

@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/evolver run examples/synthetic-campaign.yaml
+	$(VENV)/bin/evolver serve --submit examples/synthetic-campaign.yaml
 
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q

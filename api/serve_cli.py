@@ -15,6 +15,7 @@ examples:
   evolver serve                                   http://127.0.0.1:8000/ (local Ray head, SQLite in runs/evolve)
   evolver serve --db postgresql+psycopg://u:p@db/evolver --ray-address http://head:8265
   EVOLVER_API_TOKEN=secret evolver serve --host 0.0.0.0    (a token is required off loopback)
+  evolver serve --submit examples/synthetic-campaign.yaml   (what `make demo` runs)
 """
 
 
@@ -34,6 +35,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", action="append", dest="data_roots", metavar="DIR",
                    help="folder that dataset / hyp / weights paths must lie in (repeatable; default: the "
                         "working directory and the synthetic dataset cache)")
+    p.add_argument("--submit", metavar="CAMPAIGN_YAML",
+                   help="once the server is up, submit this campaign through the REST API")
+    p.add_argument("--access-log", action="store_true", help="log every request (off: it costs CPU per request)")
 
 
 def _settings(args: argparse.Namespace):
@@ -68,8 +72,38 @@ def run_serve(args: argparse.Namespace) -> int:
 
     print(f"Evolver dashboard: {dashboard_url(settings.host, settings.port)}  (REST API docs: "
           f"{dashboard_url(settings.host, settings.port)}docs)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if args.submit:
+        import threading
+
+        threading.Thread(target=_submit_when_up, args=(settings, args.submit), daemon=True).start()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                access_log=args.access_log)
     return 0
+
+
+def _submit_when_up(settings, spec_path: str) -> None:
+    """POST the campaign yaml to this server as a client would, once /healthz answers."""
+    import time
+
+    import httpx
+
+    base = dashboard_url("127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host, settings.port)
+    headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"} if settings.api_token else {}
+    for _ in range(300):
+        try:
+            if httpx.get(base + "healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    with open(spec_path, "rb") as f:
+        response = httpx.post(base + "campaigns", files={"spec": (spec_path, f, "application/yaml")},
+                              headers=headers, timeout=120)
+    if response.status_code == 201:
+        campaign = response.json()
+        print(f"campaign {campaign['id']} ({campaign['name']}) submitted: "
+              f"{base}campaigns/{campaign['id']}/view", flush=True)
+    else:
+        print(f"evolver serve: submitting {spec_path} failed: {response.status_code} {response.text}", flush=True)
 
 
 HANDLERS = {"serve": run_serve}

@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for chatty in ("alembic", "httpx"):  # migrations and the client's request lines: not news to users
+        logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     handlers = {"train": run_train, "val": run_val, "synth": run_synth, **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
                 "export": export_cli.run_export}
     try:

@@ -24,6 +24,7 @@ examples:
   evolver status                                 every campaign in the database
   evolver status 3                               generations and running trials of campaign 3
   evolver cancel 3 / evolver resume 3 / evolver best 3
+  evolver export-winner 3 --formats onnx,wts     export the best trial's weights again
   evolver create campaign.yaml && evolver import-csv 1 evolve.csv && evolver run --campaign 1
 """
 
@@ -76,6 +77,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("campaign", type=int)
     p.add_argument("csv", help="evolve.csv written by YOLOv5 (or by evolver)")
     _add_db(p)
+    p = sub.add_parser("export-winner", help="export the best trial's weights (ONNX / engine / .wts) as artefacts",
+                       description="Export the campaign's best trial with kept weights to RUN_DIR/export/, check "
+                                   "the ONNX against torch, and record the files. 'engine' is built on a GPU "
+                                   "worker of the Ray cluster when one has TensorRT, else skipped with a warning.")
+    p.add_argument("campaign", type=int)
+    p.add_argument("--formats", help="comma-separated, from onnx,engine,wts; default: the campaign's `exports`")
+    _add_db(p)
+    _add_ray(p)
 
 
 def _open_store(args: argparse.Namespace):
@@ -250,9 +259,29 @@ def import_csv(args: argparse.Namespace) -> int:
         store.close()
 
 
+def export_winner_cli(args: argparse.Namespace) -> int:
+    from evolver.cluster import connect
+    from evolver.winner_export import run_winner_export
+
+    store = _open_store(args)
+    try:
+        store.campaign(args.campaign)  # an unknown id fails before Ray starts
+        connect(args.address, num_gpus=args.num_gpus)
+        done = run_winner_export(store, args.campaign, args.formats.split(",") if args.formats else None)
+        print(f"campaign {done.campaign_id}: winner trial {done.trial_number}; {done.parity or 'no parity check'}")
+        for artefact in done.artefacts:
+            print(f"  {artefact.kind:<13} {artefact.size:>11,} B  sha256 {artefact.sha256[:16]}  {artefact.path}")
+        for fmt, reason in done.skipped.items():
+            print(f"  skipped {fmt}: {reason}")
+        return 0
+    finally:
+        store.close()
+
+
 HANDLERS = {
     "run": run_campaign, "resume": lambda a: run_campaign(_as_resume(a)), "create": create_campaign,
     "status": show_status, "cancel": cancel_campaign, "best": show_best, "import-csv": import_csv,
+    "export-winner": export_winner_cli,
 }
 
 

@@ -16,6 +16,7 @@ run folder must therefore be on storage the caller and the Ray workers share.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from evolver.campaign import SYNTHETIC, CampaignSpec
+from evolver.campaign import CampaignSpec
 from evolver.run_folder import WEIGHTS_KIND, weights_artefact_name
 from evolver.store import ArtefactRecord, Store, TrialRecord
 
@@ -125,8 +126,7 @@ def export_and_check(weights: str, out_dir: str, final_stem: str, formats: tuple
         for exported in files:
             target = out / f"{final_stem}{SUFFIXES[exported.format]}"
             os.replace(exported.path, target)
-            published.append(type(exported)(path=target, format=exported.format, size=exported.size,
-                                            sha256=exported.sha256))
+            published.append(dataclasses.replace(exported, path=target))
         return _TaskOutcome(tuple(published), parity, skipped, _node_ip(ray))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -182,16 +182,20 @@ def run_winner_export(store: Store, campaign_id: int, formats: Sequence[str] | N
     out_dir = Path(record.run_dir) / EXPORT_FOLDER
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(weights.name).stem  # trial-00005-best
-    args = (weights.path, str(out_dir), stem, wanted, spec.img_size, spec.data if spec.data else SYNTHETIC)
+    args = (weights.path, str(out_dir), stem, wanted, spec.img_size, spec.data)
     if use_ray is None:
         import ray
 
         use_ray = ray.is_initialized()
     no_gpu = None
-    if use_ray:
-        outcome, no_gpu = _run_on_ray(args, "engine" in wanted, gpu_wait_seconds)
-    else:
-        outcome = export_and_check(*args)
+    try:
+        if use_ray:
+            outcome, no_gpu = _run_on_ray(args, "engine" in wanted, gpu_wait_seconds)
+        else:
+            outcome = export_and_check(*args)
+    except Exception as err:  # a RayTaskError carries the worker's traceback in its text
+        raise WinnerExportError(f"campaign {campaign_id}: exporting trial {trial.number} to "
+                                f"{', '.join(wanted)} failed: {err}") from err
     skipped = dict(outcome.skipped)
     if no_gpu and "engine" in skipped:
         skipped["engine"] = f"{no_gpu}; {skipped['engine']}"

@@ -222,28 +222,45 @@ def rect_batch_shapes(
 
 
 class EpochShuffle(torch.utils.data.Sampler[int]):
-    """A permutation drawn from (seed, the dataset's epoch) alone.
+    """A permutation drawn from (seed, the dataset's epoch) alone, optionally one rank's shard.
 
     DataLoader's own shuffling shares its Generator with the per-iterator base seed, which a
     loader with persistent workers draws once and one without draws every epoch, so the order
     would depend on the worker count. This order does not, and a resumed run repeats it.
+
+    Under DDP every rank draws the same permutation, pads it by wrapping around to a multiple of
+    `world_size` (as DistributedSampler does) and takes every `world_size`-th index from `rank`:
+    the shards are disjoint and cover the dataset, and a sample's augmentation still comes from
+    rng(seed, epoch, index), so it is the same whichever rank builds it.
     """
 
-    def __init__(self, dataset: DetectionDataset, seed: int) -> None:
-        self.dataset, self.seed = dataset, seed
+    def __init__(self, dataset: DetectionDataset, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.dataset, self.seed, self.rank, self.world_size = dataset, seed, rank, world_size
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return -(-len(self.dataset) // self.world_size)
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.dataset.epoch])
-        return iter(rng.permutation(len(self.dataset)).tolist())
+        order = rng.permutation(len(self.dataset))
+        if self.world_size > 1:
+            padded = len(self) * self.world_size
+            order = np.resize(order, padded)[self.rank :: self.world_size]  # resize repeats from the start
+        return iter(order.tolist())
 
 
 def create_dataloader(
-    dataset: DetectionDataset, batch_size: int, shuffle: bool, workers: int, seed: int
+    dataset: DetectionDataset, batch_size: int, shuffle: bool, workers: int, seed: int,
+    rank: int = 0, world_size: int = 1,
 ) -> torch.utils.data.DataLoader:
-    """Batches of `dataset`, reshuffled per `dataset.set_epoch` when `shuffle`; same for any `workers`."""
+    """Batches of `dataset`, reshuffled per `dataset.set_epoch` when `shuffle`; same for any `workers`.
+
+    With `world_size` > 1 (DDP training), each rank's loader yields only its shard of every
+    epoch's permutation; `batch_size` is then the per-rank batch."""
+    if world_size > 1 and not shuffle:
+        raise ValueError("sharding across ranks is for the shuffled training loader only")
     if dataset.rect and (shuffle or batch_size != dataset.batch_size):
         log.warning("rect dataset: batches must follow its batch_size %d unshuffled; doing so",
                     dataset.batch_size)
@@ -251,7 +268,7 @@ def create_dataloader(
     generator = torch.Generator()  # only seeds DataLoader's per-worker base seed; we draw nothing from it
     generator.manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=EpochShuffle(dataset, seed) if shuffle else None,
+        dataset, batch_size=batch_size, sampler=EpochShuffle(dataset, seed, rank, world_size) if shuffle else None,
         num_workers=workers, persistent_workers=workers > 0, collate_fn=DetectionDataset.collate,
         generator=generator, pin_memory=torch.cuda.is_available(),
     )

@@ -20,7 +20,12 @@ from tqdm import tqdm
 from yolo.checkpoint import Checkpoint, build_model_from, load_checkpoint, save_checkpoint
 from yolo.data import load_data_config, scan_dataset
 from yolo.loader import DetectionDataset, DatasetCache, create_dataloader
-from yolo.device import select_device
+from yolo.device import parse_device, resolve_device
+from yolo.distributed import (
+    RankInfo, any_rank, backend_for, broadcast_flag, broadcast_json, check_replicas, check_sync_bn, current_rank,
+    process_group,
+)
+from yolo.freeze import freeze_layers
 from yolo.ema import ModelEMA
 from yolo.hyp import Hyperparameters
 from yolo.loss import DetectionLoss
@@ -40,7 +45,7 @@ class TrainConfig:
     epochs: int = 10
     img_size: int = 640
     batch_size: int = 16
-    device: str = "cpu"
+    device: str = "cpu"  # 'cpu', '0', 'cuda:1', or several GPUs '2,3' (one DDP process each)
     seed: int = 0
     workers: int = 1  # one loader process; more only fight the 2 training threads for cores
     save_dir: str = "runs/train/exp"  # used as is: callers choose a fresh folder
@@ -49,10 +54,15 @@ class TrainConfig:
     cache_images: bool = True
     fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
     progress: bool = True  # tqdm bars
+    # Layer indices whose parameters do not train (yolo.freeze.parse_freeze reads the CLI's
+    # spelling: `--freeze 10` is (0, ..., 9), the backbone). Empty: everything trains.
+    freeze: tuple[int, ...] = ()
+    sync_bn: bool = False  # SyncBatchNorm across DDP ranks (NCCL only)
 
     def to_dict(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
         row["fitness_weights"] = list(self.fitness_weights)
+        row["freeze"] = list(self.freeze)
         return row
 
     @classmethod
@@ -61,6 +71,8 @@ class TrainConfig:
         values = {k: v for k, v in row.items() if k in known}
         if "fitness_weights" in values:
             values["fitness_weights"] = tuple(values["fitness_weights"])
+        if "freeze" in values:
+            values["freeze"] = tuple(int(i) for i in values["freeze"])
         return cls(**values)
 
 
@@ -105,6 +117,17 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: how rank 0 hands the result to the other ranks and to the launcher."""
+        row = dataclasses.asdict(self)
+        row.update(weights=str(self.weights), last=str(self.last), save_dir=str(self.save_dir))
+        return row
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "TrainResult":
+        return cls(**{**row, "weights": Path(row["weights"]), "last": Path(row["last"]),
+                      "save_dir": Path(row["save_dir"])})
+
 
 def train(
     config: TrainConfig,
@@ -120,11 +143,48 @@ def train(
     `should_stop` is polled before every batch; when it returns True, `TrainingStopped` is raised
     (the checkpoints of finished epochs stay on disk). `dataset_cache` shares scanned labels and decoded
     images with earlier trainings in this process: a worker reads a dataset once, not per trial.
+
+    Several GPUs in `config.device` ('0,1') from a plain process: one process per GPU is launched
+    (`yolo.ddp_main`) and their result returned; callbacks cannot cross into those processes, so
+    they are refused there. Inside a torchrun rank this function trains that rank: the batch is
+    split across ranks, rank 0 alone validates, saves and runs callbacks, and every rank returns
+    rank 0's result.
     """
     hyp = hyp or Hyperparameters()
+    request = parse_device(config.device)
+    rank = current_rank()
+    if request.is_multi_gpu and not rank.is_distributed:
+        if callbacks or should_stop is not None or dataset_cache is not None:
+            raise ValueError(f"device {config.device!r} trains in {request.processes} launched processes: "
+                             "callbacks, should_stop and dataset_cache cannot reach them; run one process "
+                             "per GPU under torchrun to use them")
+        from yolo.ddp_main import train_distributed
+
+        return train_distributed(config, hyp, resume_from)
+    device = resolve_device(request, rank.local_rank)
+    check_sync_bn(config.sync_bn, backend_for(device))  # fails fast on CPU, before any data is read
+    if rank.is_distributed and config.batch_size % rank.world_size:
+        raise ValueError(f"--batch {config.batch_size} (the total batch) must be a multiple of the "
+                         f"{rank.world_size} DDP processes")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # stray allocations must not land on GPU 0
+    with process_group(rank, device):
+        result = _train_rank(config, hyp, callbacks, resume_from, should_stop, dataset_cache, rank, device)
+        if rank.is_distributed:
+            result = TrainResult.from_dict(broadcast_json(result.to_dict() if rank.is_main else None, device))
+    return result
+
+
+def _train_rank(
+    config: TrainConfig, hyp: Hyperparameters, callbacks: Sequence[EpochCallback], resume_from: str | Path | None,
+    should_stop: Callable[[], bool] | None, dataset_cache: DatasetCache | None, rank: RankInfo,
+    device: torch.device,
+) -> TrainResult | None:
+    """The training loop of one process (the only one, or one DDP rank); None on ranks other than 0."""
     start_time = time.perf_counter()
-    torch.manual_seed(config.seed)
-    device = select_device(config.device)
+    main = rank.is_main
+    say = log.info if main else _quiet
+    torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
     save_dir = Path(config.save_dir)
     weights_dir = save_dir / "weights"
 
@@ -132,40 +192,47 @@ def train(
     scan = dataset_cache.scan if dataset_cache is not None else scan_dataset
     train_index = scan(data.train, data.nc)
     val_index = scan(data.val, data.nc)
-    log.info("train: %s", train_index.summary())
-    log.info("val: %s", val_index.summary())
+    say("train: %s", train_index.summary())
+    say("val: %s", val_index.summary())
     if not len(train_index):
         raise ValueError(f"{config.data}: no usable training images")
 
     resumed = load_checkpoint(resume_from) if resume_from else None
-    weights_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+    if main:
+        weights_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     if resumed is not None:
         model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
     else:
-        anchors = prepare_anchors(train_index, config.img_size, hyp, config.seed)
+        anchors = prepare_anchors(train_index, config.img_size, hyp, config.seed, say)
         model = build_model(config.cfg, nc=data.nc, anchors=anchors)
         if config.weights:
-            _load_matching_weights(model, load_checkpoint(config.weights))
+            _load_matching_weights(model, load_checkpoint(config.weights), say)
     model.to(device)
+    say("%s", freeze_layers(model, config.freeze))
+    rank_batch = config.batch_size // rank.world_size
 
     train_set = DetectionDataset(
         train_index, config.img_size, hyp, augment=True, cache_images=config.cache_images, seed=config.seed,
         dataset_cache=dataset_cache,
     )
-    val_set = DetectionDataset(
-        val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
-        rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed, dataset_cache=dataset_cache,
-    )
-    train_loader = create_dataloader(train_set, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed)
-    val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers, seed=config.seed)
+    train_loader = create_dataloader(train_set, rank_batch, shuffle=True, workers=config.workers, seed=config.seed,
+                                     rank=rank.rank, world_size=rank.world_size)
+    if main:  # rank 0 alone validates
+        val_set = DetectionDataset(
+            val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
+            rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed, dataset_cache=dataset_cache,
+        )
+        val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers,
+                                       seed=config.seed)
 
-    optimizer = build_optimizer(model, hyp, config.batch_size)
+    optimizer = build_optimizer(model, hyp, config.batch_size)  # total batch: same decay as one device
     schedule = Schedule(hyp, config.epochs, len(train_loader), cosine=config.cos_lr)
     loss_fn = DetectionLoss.from_model(model, hyp, config.img_size)
-    ema = ModelEMA(model)
+    ema = ModelEMA(model)  # before SyncBN: the EMA copy keeps plain BatchNorm, which fuses for validation
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    results = ResultsWriter(save_dir / "results.csv")
+    results = ResultsWriter(save_dir / "results.csv") if main else None
+    train_model = _distributed_model(model, config, rank, device, say)
 
     start_epoch, best_fitness, best_epoch = 0, 0.0, -1
     if resumed is not None:
@@ -177,7 +244,7 @@ def train(
         best_epoch = int(resumed.metrics.get("best_epoch", -1))
         if resumed.torch_rng is not None:
             torch.set_rng_state(resumed.torch_rng)
-        log.info("resuming %s from epoch %d of %d", resume_from, start_epoch, config.epochs)
+        say("resuming %s from epoch %d of %d", resume_from, start_epoch, config.epochs)
 
     accumulate_full = accumulation_steps(config.batch_size)
     batches = len(train_loader)
@@ -190,10 +257,11 @@ def train(
             params[name].grad = grad.to(device)
     last_report: EpochReport | None = None
     stopped_early = False
-    log.info(
-        "training %s on %s: %d epochs, img %d, batch %d (accumulated to %d), %d train / %d val images",
-        config.cfg, device, config.epochs, config.img_size, config.batch_size, NOMINAL_BATCH,
-        len(train_set), len(val_set),
+    say(
+        "training %s on %s: %d epochs, img %d, batch %d%s (accumulated to %d), %d train / %d val images",
+        config.cfg, device, config.epochs, config.img_size, config.batch_size,
+        f" = {rank.world_size} ranks x {rank_batch}" if rank.is_distributed else "", NOMINAL_BATCH,
+        len(train_set), len(val_index),
     )
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
@@ -201,9 +269,9 @@ def train(
         train_set.set_epoch(epoch)
         loss_mean = torch.zeros(3)
         bar = tqdm(train_loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not config.progress, leave=False)
+                   disable=not (config.progress and main), leave=False)
         for i, (imgs, targets, _paths, _shapes) in enumerate(bar):
-            if should_stop is not None and should_stop():
+            if should_stop is not None and any_rank(should_stop(), device):
                 bar.close()
                 raise TrainingStopped(epoch, last_report)
             step = i + batches * epoch
@@ -212,7 +280,10 @@ def train(
             accumulate = max(1, round(float(np.interp(step, [0, schedule.warmup_iterations], [1, accumulate_full]))))
             imgs = imgs.to(device, non_blocking=True).float().div_(255)
             with torch.autocast(device.type, enabled=amp):
-                loss, items = loss_fn(model(imgs), targets.to(device))
+                loss, items = loss_fn(train_model(imgs), targets.to(device))
+            # The loss is a per-rank mean times the per-rank batch; DDP averages gradients over
+            # ranks, so scaling by the world size gives one device's gradient for the total batch.
+            loss = loss * rank.world_size
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}")
             scaler.scale(loss).backward()
@@ -227,6 +298,10 @@ def train(
             loss_mean = (loss_mean * i + items.cpu()) / (i + 1)
             bar.set_postfix(box=f"{loss_mean[0]:.4f}", obj=f"{loss_mean[1]:.4f}", cls=f"{loss_mean[2]:.4f}")
         bar.close()
+        if not main:
+            if broadcast_flag(False, device):  # rank 0 validates meanwhile, then says whether to stop
+                break
+            continue
 
         val = validate(
             inference_copy(ema.ema), val_loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
@@ -241,7 +316,7 @@ def train(
             seconds=time.perf_counter() - epoch_start,
         )
         results.append(report)
-        log.info(
+        say(
             "epoch %d/%d  loss %.4f %.4f %.4f  P %.3f R %.3f mAP50 %.3f mAP %.3f  (%.1fs)",
             epoch + 1, config.epochs, *report.train_losses, val.metrics.precision, val.metrics.recall,
             val.metrics.map50, val.metrics.map, report.seconds,
@@ -259,12 +334,18 @@ def train(
             save_checkpoint(weights_dir / "best.pt", dataclasses.replace(
                 checkpoint, train_state=None, optimizer_state=None, torch_rng=None, pending_grads=None))
         last_report = report
-        if any(callback(report) for callback in callbacks):
+        stop = any(callback(report) for callback in callbacks)
+        if broadcast_flag(stop, device):
             stopped_early = epoch + 1 < config.epochs
-            log.info("a callback stopped training after epoch %d", epoch + 1)
+            say("a callback stopped training after epoch %d", epoch + 1)
             break
 
     seconds = time.perf_counter() - start_time
+    if rank.is_distributed:
+        digest = check_replicas(model, device)
+        say("DDP replicas identical after training: parameters sha256 %s on all %d ranks", digest, rank.world_size)
+    if not main:
+        return None
     if last_report is None:
         raise ValueError(f"nothing to train: start epoch {start_epoch} >= epochs {config.epochs}")
     return TrainResult(
@@ -294,7 +375,8 @@ def resume(last: str | Path, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
 DEFAULT_ANCHORS_PER_LEVEL = 3
 
 
-def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int) -> np.ndarray | None:
+def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
+                    say: Callable[..., None] = log.info) -> np.ndarray | None:
     """None keeps YOLOv5's default anchors; otherwise anchors fitted to the labels' sizes.
 
     Other than 3 anchors per level always means fitting (there are no defaults to keep). With 3,
@@ -307,17 +389,41 @@ def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int) -> np
         default = np.asarray(DEFAULT_ANCHORS, dtype=np.float32).reshape(-1, 2)
         bpr = best_possible_recall(wh, default, hyp.anchor_t)[0] if len(wh) else 1.0
         if bpr >= 0.98:
-            log.info("anchors: default anchors fit the data (best possible recall %.3f)", bpr)
+            say("anchors: default anchors fit the data (best possible recall %.3f)", bpr)
             return None
-        log.info("anchors: best possible recall %.3f < 0.98 with the defaults, fitting new ones", bpr)
+        say("anchors: best possible recall %.3f < 0.98 with the defaults, fitting new ones", bpr)
     anchors = anchors_for_levels(wh, hyp.anchors_per_level, 3, hyp.anchor_t, img_size, seed)
-    log.info("anchors: %d per level fitted to %d boxes", hyp.anchors_per_level, len(wh))
+    say("anchors: %d per level fitted to %d boxes", hyp.anchors_per_level, len(wh))
     return anchors
 
 
-def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint) -> None:
+def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint,
+                           say: Callable[..., None] = log.info) -> None:
     """Copy every tensor whose name and shape match (a different nc leaves the head untouched)."""
     own = model.state_dict()
     matched = {k: v for k, v in checkpoint.model_state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)
-    log.info("transferred %d/%d tensors from pretrained weights", len(matched), len(own))
+    say("transferred %d/%d tensors from pretrained weights", len(matched), len(own))
+
+
+def _quiet(*_args: Any, **_kwargs: Any) -> None:
+    """The log of ranks other than 0: one rank speaks for the run."""
+
+
+def _distributed_model(model: torch.nn.Module, config: TrainConfig, rank: RankInfo, device: torch.device,
+                       say: Callable[..., None]) -> torch.nn.Module:
+    """The module the loop calls: `model` itself, or wrapped in DDP (after SyncBN conversion).
+
+    SyncBatchNorm keeps the BatchNorm's own parameters and buffers (same state_dict names), so
+    the optimiser, EMA and checkpoints built on `model` stay valid.
+    """
+    if not rank.is_distributed:
+        if config.sync_bn:
+            say("--sync-bn has no effect in a single process; plain BatchNorm is used")
+        return model
+    if config.sync_bn:
+        check_sync_bn(True, backend_for(device))
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        say("BatchNorm converted to SyncBatchNorm across %d ranks", rank.world_size)
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)

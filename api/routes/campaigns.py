@@ -1,4 +1,4 @@
-"""Campaigns: submit, list, read, generations, trials, cancel, resume.
+"""Campaigns: submit, list, read, generations, trials, cancel, resume, export the winner.
 
 Reads come from SQL only; writes are the campaign row (create, status) and the launcher call that
 starts or stops its coordinator. Nothing here talks to workers.
@@ -14,11 +14,13 @@ from typing import Annotated, Literal
 
 from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request, Response
+from pydantic import BaseModel
 
 from api.deps import MAX_ID, CampaignDep, LauncherDep, SettingsDep, StoreDep, WriterDep
 from api.launcher import LaunchError
 from api.queries import trial_counts
 from api.schemas import (
+    ArtefactOut,
     CampaignOut,
     CampaignSummary,
     EpochOut,
@@ -31,12 +33,14 @@ from api.schemas import (
 from api.submission import read_submission, validate_spec
 from evolver.campaign import CampaignSpec
 from evolver.store import TRIAL_STATUSES, CampaignRecord, Store, TrialNotFound, TrialRecord
+from evolver.winner_export import NoWinnerError, ParityFailed, WinnerExportError, run_winner_export
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
 TrialSort = Literal["-fitness", "fitness", "number", "-number"]
+ExportFormat = Literal["onnx", "engine", "wts"]
 TrialStatus = Literal["pending", "running", "completed", "failed", "pruned", "cancelled"]
 assert set(TrialStatus.__args__) == set(TRIAL_STATUSES)  # noqa: S101 - the literal mirrors the store
 
@@ -190,3 +194,39 @@ def resume_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launch
         raise HTTPException(503, f"campaign {campaign.id} could not be started: {err}") from None
     store.set_campaign_job(campaign.id, job_id)
     return campaign_out(store, store.campaign(campaign.id))
+
+
+class ExportOut(BaseModel):
+    """What `POST /campaigns/{id}/export` made: the recorded files (download them by `url`)."""
+
+    campaign_id: int
+    trial_number: int
+    artefacts: list[ArtefactOut]
+    skipped: dict[str, str]  # format -> why it was not built (e.g. engine without GPU / TensorRT)
+    parity: str | None
+
+
+@router.post("/{campaign_id}/export", response_model=ExportOut,
+             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
+                        409: {"description": "not running or completed, or no trial with weights yet"},
+                        500: {"description": "the export failed (e.g. its ONNX failed the parity check)"}})
+def export_campaign_winner(campaign: CampaignDep, _: WriterDep, store: StoreDep,
+                           formats: Annotated[list[ExportFormat] | None, Query(
+                               description="formats (repeat the parameter); default: the campaign's exports")] = None,
+                           ) -> ExportOut:
+    """Export the best trial so far to ONNX / engine / .wts, check the ONNX against torch and record
+    the files as artefacts. Runs now, as a Ray task when this server is connected to Ray (else in
+    this process: an engine then needs this machine's GPU and is skipped without one)."""
+    if campaign.status not in ("running", "completed"):
+        raise HTTPException(409, f"campaign {campaign.id} is {campaign.status}; only a running or completed "
+                                 f"campaign is exported")
+    try:
+        done = run_winner_export(store, campaign.id, formats)
+    except NoWinnerError as err:
+        raise HTTPException(409, str(err)) from None
+    except (ParityFailed, WinnerExportError) as err:
+        log.error("campaign %d: export failed: %s", campaign.id, err)
+        raise HTTPException(500, str(err).splitlines()[0]) from None
+    return ExportOut(campaign_id=done.campaign_id, trial_number=done.trial_number,
+                     artefacts=[ArtefactOut.of(a) for a in done.artefacts], skipped=dict(done.skipped),
+                     parity=done.parity)

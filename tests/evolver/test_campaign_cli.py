@@ -108,12 +108,23 @@ def test_ray_job_submit_on_a_two_gpu_cluster(tiny_synthetic, tmp_path):
                               timeout=timeout)
 
     subprocess.run(["ip", "netns", "add", ns], check=True)
+    head = None
     try:
         in_ns("ip", "link", "set", "lo", "up")
-        started = in_ns(str(VENV_BIN / "ray"), "start", "--head", "--num-cpus", "2", "--num-gpus", "2",
-                        "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
-                        "--dashboard-port", "8265", f"--temp-dir={temp_dir}", "--disable-usage-stats")
-        assert started.returncode == 0, started.stdout + started.stderr
+        # --block keeps the head in this process group, so it is stopped by signalling the group:
+        # `ray stop` would stop every Ray on the machine, not only this one.
+        head = subprocess.Popen(
+            ["ip", "netns", "exec", ns, str(VENV_BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2",
+             "--num-gpus", "2", "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+             "--dashboard-port", "8265", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        probe = ("import urllib.error, urllib.request\ntry:\n"
+                 "    urllib.request.urlopen('http://127.0.0.1:8265/api/version', timeout=2)\n"
+                 "except urllib.error.HTTPError:\n    pass  # it answers (401 without the token): it is up")
+        deadline = time.monotonic() + 90
+        while in_ns(sys.executable, "-c", probe).returncode != 0:
+            assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not come up"
+            time.sleep(1)
         job = in_ns(str(VENV_BIN / "ray"), "job", "submit", "--address", "http://127.0.0.1:8265",
                     "--working-dir", str(REPO), "--", sys.executable, "-m", "evolver", "run", str(spec),
                     "--db", db, "--project", str(tmp_path), "--quiet", timeout=400)
@@ -126,6 +137,20 @@ def test_ray_job_submit_on_a_two_gpu_cluster(tiny_synthetic, tmp_path):
         assert {t.gpu_id for t in trials} == {"0", "1"}
         assert {t.node_ip for t in trials} == {"127.0.0.1"}
     finally:
-        in_ns(str(VENV_BIN / "ray"), "stop", "--force", timeout=60)
+        if head is not None:
+            _stop_group(head)
         subprocess.run(["ip", "netns", "del", ns])
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

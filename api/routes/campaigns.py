@@ -124,14 +124,6 @@ def list_generations(campaign: CampaignDep, store: StoreDep) -> list[GenerationO
     return [GenerationOut.of(g) for g in store.generations(campaign.id)]
 
 
-def _sort_key(sort: str):
-    if sort.endswith("fitness"):
-        sign = -1.0 if sort.startswith("-") else 1.0
-        # trials without a fitness go last either way; ties by number
-        return lambda t: (t.fitness is None, sign * (t.fitness or 0.0), t.number)
-    return lambda t: t.number
-
-
 def _epochs_recorded(store: Store, campaign_id: int, trials: list[TrialRecord]) -> dict[int, int]:
     return {t.number: len(store.epochs(campaign_id, t.number)) for t in trials if t.status == "running"}
 
@@ -142,12 +134,10 @@ def list_trials(campaign: CampaignDep, store: StoreDep,
                 sort: TrialSort = "number",
                 limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                 offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> TrialPage:
-    trials = store.trials(campaign.id, statuses=status or None)
-    trials.sort(key=_sort_key(sort), reverse=sort == "-number")
-    page = trials[offset:offset + limit]
+    total, page = store.trials_page(campaign.id, statuses=status or None, sort=sort, limit=limit, offset=offset)
     epochs = _epochs_recorded(store, campaign.id, page)
     now = datetime.now(UTC)
-    return TrialPage(total=len(trials), items=[TrialOut.of(t, epochs.get(t.number), now) for t in page])
+    return TrialPage(total=total, items=[TrialOut.of(t, epochs.get(t.number), now) for t in page])
 
 
 @router.get("/{campaign_id}/trials/{number}", response_model=TrialDetail,

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import Engine, bindparam, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -326,6 +326,32 @@ class Store:
             self._require_campaign(conn, campaign_id)
             return _load_trials(conn, campaign_id, statuses=wanted)
 
+    def trials_page(self, campaign_id: int, *, statuses: Collection[str] | None = None, sort: str = "number",
+                    limit: int = 50, offset: int = 0) -> tuple[int, list[TrialRecord]]:
+        """(total matching, one page of trials) with sorting and paging done in SQL, so a page costs
+        the same however many trials the campaign has. `sort`: number, -number, fitness, -fitness
+        (trials without fitness last, ties by number)."""
+        orders = {
+            "number": (TRIALS.c.number,), "-number": (TRIALS.c.number.desc(),),
+            "fitness": (TRIALS.c.fitness.is_(None), TRIALS.c.fitness, TRIALS.c.number),
+            "-fitness": (TRIALS.c.fitness.is_(None), TRIALS.c.fitness.desc(), TRIALS.c.number),
+        }
+        if sort not in orders:
+            raise InvalidInput(f"sort must be one of {', '.join(orders)}, got {sort!r}")
+        wanted = None if statuses is None else checks.trial_statuses(statuses)
+        where = [TRIALS.c.campaign_id == campaign_id]
+        if wanted is not None:
+            where.append(TRIALS.c.status.in_(wanted))
+        with self._read() as conn:
+            self._require_campaign(conn, campaign_id)
+            total = conn.execute(select(func.count()).select_from(TRIALS).where(*where)).scalar_one()
+            numbers = list(conn.execute(select(TRIALS.c.number).where(*where).order_by(*orders[sort])
+                                        .limit(limit).offset(offset)).scalars())
+            if not numbers:
+                return total, []
+            found = {t.number: t for t in _load_trials(conn, campaign_id, numbers=numbers)}
+        return total, [found[n] for n in numbers]
+
     def epochs(self, campaign_id: int, number: int) -> list[EpochRecord]:
         """Epochs reported by the trial's current attempt, in epoch order."""
         with self._read() as conn:
@@ -488,11 +514,13 @@ def _generation_record(row: Row) -> GenerationRecord:
 
 
 def _load_trials(conn: Connection, campaign_id: int, *, number: int | None = None,
-                 statuses: tuple[str, ...] | None = None) -> list[TrialRecord]:
+                 statuses: tuple[str, ...] | None = None, numbers: Sequence[int] | None = None) -> list[TrialRecord]:
     """Trials with their params, parents and metrics: four queries however many trials."""
     where = [TRIALS.c.campaign_id == campaign_id]
     if number is not None:
         where.append(TRIALS.c.number == number)
+    if numbers is not None:
+        where.append(TRIALS.c.number.in_(list(numbers)))
     if statuses is not None:
         where.append(TRIALS.c.status.in_(statuses))
     rows = conn.execute(select(TRIALS).where(*where).order_by(TRIALS.c.number)).all()

@@ -378,3 +378,24 @@ def test_artefacts_are_hashed_replaced_and_removed(store, campaign, tmp_path):
     assert [a.name for a in store.artefacts(campaign)] == ["hyp_evolved.yaml"]
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         store.add_artefact(campaign, "model.onnx", "onnx", tmp_path / "missing.onnx")
+
+
+def test_trials_page_sorts_and_pages_in_sql(store, campaign):
+    fitnesses = [0.3, None, 0.9, 0.3, 0.1, 0.7]
+    for number, fitness in enumerate(fitnesses):
+        if fitness is None:
+            _run_trial(store, campaign, number, status="failed", fitness=None)
+        else:
+            _run_trial(store, campaign, number, fitness=fitness)
+    store.add_trial(campaign, 6, 3, HYP, [], seed=6)  # pending, no fitness
+    everything = store.trials(campaign)
+    python_order = sorted(everything, key=lambda t: (t.fitness is None, -(t.fitness or 0.0), t.number))
+    total, page = store.trials_page(campaign, sort="-fitness", limit=3, offset=1)
+    assert total == 7 and page == python_order[1:4]
+    total, page = store.trials_page(campaign, sort="fitness", limit=10)
+    assert [t.number for t in page] == [4, 0, 3, 5, 2, 1, 6]
+    total, page = store.trials_page(campaign, statuses=["completed"], sort="-number", limit=2)
+    assert total == 5 and [t.number for t in page] == [5, 4]
+    assert store.trials_page(campaign, offset=50) == (7, [])
+    with pytest.raises(ValueError, match="sort"):
+        store.trials_page(campaign, sort="hyp")

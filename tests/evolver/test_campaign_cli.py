@@ -154,3 +154,37 @@ def _stop_group(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def test_import_csv_seeds_parents_and_status_best_cancel_report(tmp_path, capsys):
+    from evolver.exchange import write_evolve_csv
+    from yolo.hyp import Hyperparameters
+
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="seeded", trainer="sleep", epochs=1, generations=4, population=1)
+    assert main(["create", str(spec), "--db", db, "--project", str(tmp_path)]) == 0
+    cid = int(capsys.readouterr().out.strip().splitlines()[-1])
+    great = {"precision": 1.0, "recall": 1.0, "map50": 1.0, "map": 1.0,
+             "val_box_loss": 0.01, "val_obj_loss": 0.01, "val_cls_loss": 0.01}
+    imported_hyp = Hyperparameters(lr0=0.0123, momentum=0.9).to_dict()
+    write_evolve_csv(tmp_path / "evolve.csv", [(great, imported_hyp)])
+    assert main(["import-csv", str(cid), str(tmp_path / "evolve.csv"), "--db", db]) == 0
+    assert "1 parents imported" in capsys.readouterr().out
+
+    runner = evolver("run", "--campaign", str(cid), "--db", db, "--quiet")
+    out, _ = runner.communicate(timeout=240)
+    assert runner.returncode == 0, out
+    trials = Store.open(db).trials(cid)
+    assert len(trials) == 4 and trials[0].parents == ()  # the first trial trains the base
+    assert all(t.parents == (-1,) for t in trials[1:])  # the imported parent (fitness 1.0) wins every draw
+    assert trials[1].hyp["lr0"] != imported_hyp["lr0"] or trials[1].hyp["momentum"] != imported_hyp["momentum"]
+
+    assert main(["status", "--db", db]) == 0
+    assert "seeded" in capsys.readouterr().out
+    assert main(["status", str(cid), "--db", db]) == 0
+    report = capsys.readouterr().out
+    assert "4 completed" in report and "gen" in report
+    assert main(["best", str(cid), "--db", db]) == 0
+    assert "lr0" in capsys.readouterr().out
+    assert main(["cancel", str(cid), "--db", db]) == 0
+    assert "already completed" in capsys.readouterr().out

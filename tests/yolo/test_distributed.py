@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from yolo.checkpoint import build_model_from, load_checkpoint
 from yolo.data import load_data_config, scan_dataset
 from yolo.distributed import (
-    RankInfo, check_sync_bn, launch, parameter_digest, rank_environments, rank_from_env,
+    RankInfo, check_sync_bn, free_port, launch, parameter_digest, rank_environments, rank_from_env,
 )
 from yolo.hyp import Hyperparameters
 from yolo.loader import DetectionDataset, EpochShuffle
@@ -109,17 +110,23 @@ def test_two_gloo_ranks_train_identical_weights(tiny_synthetic, tmp_path, capfd)
 
 def test_torchrun_runs_the_evolver_cli(tiny_synthetic, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
-         "-m", "evolver", "train", "--data", str(tiny_synthetic), "--epochs", "1", "--img", "64",
-         "--batch", "8", "--workers", "0", "--project", str(tmp_path), "--name", "tr", "--quiet",
-         "--freeze", "10"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-    )
-    log = done.stdout + done.stderr
-    assert done.returncode == 0, log[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(free_port()), "-m", "evolver", "train", "--data", str(tiny_synthetic),
+               "--epochs", "1", "--img", "64", "--batch", "8", "--workers", "0", "--project", str(tmp_path),
+               "--name", "tr", "--quiet", "--freeze", "10"]
+    # own session: on a timeout the whole tree (torchrun and its ranks) is killed, not just torchrun
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        log, _ = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        log, _ = process.communicate()
+        pytest.fail("torchrun did not finish in 180 s:\n" + log[-3000:])
+    assert process.returncode == 0, log[-3000:]
     assert log.count("weights:") == 1  # only rank 0 reports
     assert "on all 2 ranks" in log and "batch 8 = 2 ranks x 4" in log
+    assert "frozen 0 parameters" not in log and "trainable" in log
     assert (tmp_path / "tr" / "weights" / "last.pt").is_file()
 
 

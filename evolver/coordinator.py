@@ -391,6 +391,23 @@ class Coordinator:
             progress.close()
         return self._conclude(time.monotonic() - started)
 
+    def _export_winner(self) -> None:
+        """The completed campaign's best weights to the formats it asks for, parity-checked and
+        recorded as artefacts. A failed export is logged; the campaign stays completed."""
+        if not self.spec.exports or self.spec.trainer != "yolo":
+            return
+        from evolver.winner_export import WinnerExportError, export_winner
+
+        if "engine" in self.spec.exports:
+            self.pool.shutdown()  # the workers hold the GPUs an engine build needs
+        try:
+            exported = export_winner(self.store, self.campaign_id)
+            log.info("campaign %d: winner exported: %s", self.campaign_id, ", ".join(a.name for a in exported))
+        except WinnerExportError as err:
+            log.warning("campaign %d: exporting the winner failed: %s", self.campaign_id, err)
+        except Exception:  # noqa: BLE001 -- an export problem must not turn a finished campaign into a crash
+            log.exception("campaign %d: exporting the winner failed", self.campaign_id)
+
     def _conclude(self, seconds: float) -> CampaignOutcome:
         if self._cancelling:
             for trial in self._queue:
@@ -404,6 +421,7 @@ class Coordinator:
         else:
             status = "completed"
             self.store.set_campaign_status(self.campaign_id, status)
+            self._export_winner()
         best = self._best
         return CampaignOutcome(
             campaign_id=self.campaign_id, status=status, completed=self._counts["completed"],

@@ -53,7 +53,7 @@ def test_bad_spec_names_the_field_and_stores_nothing(tmp_path, capsys):
 def test_killed_coordinator_resumes_without_retraining(tiny_synthetic, tmp_path):
     db = Store.sqlite_url(tmp_path / "evolver.db")
     spec = write_spec(tmp_path, name="crash", data=str(tiny_synthetic), epochs=1, img_size=64, generations=5,
-                      population=1, cpu_workers=1)
+                      population=1, cpu_workers=1, exports=[])
     first = evolver("run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet", start_new_session=True)
     store = Store.open(db)
     deadline = time.monotonic() + 240

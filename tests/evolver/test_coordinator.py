@@ -74,6 +74,8 @@ def test_small_real_campaign_completes(local_ray, tiny_synthetic, tmp_path):
     best = max(trials, key=lambda t: (t.fitness, -t.number))
     assert f"trial {best.number}" in header
     assert yaml.safe_load(header) == pytest.approx(best.hyp)
+    onnx = [a for a in store.artefacts(cid) if a.kind == "onnx"]  # the winner, exported at completion
+    assert len(onnx) == 1 and onnx[0].trial_number == best.number and onnx[0].size > 0
     kept = [a for a in store.artefacts(cid) if a.kind == "weights"]
     assert len(kept) == 3
     on_disk = sorted(run_dir.glob("trials/*/weights/*.pt"))
@@ -100,7 +102,7 @@ def test_sync_waits_for_each_generation_and_seed_repeats(local_ray, tmp_path):
 
 def test_dead_worker_requeues_its_trial(local_ray, tiny_synthetic, tmp_path):
     store, cid = make_campaign(tmp_path, name="kill", data=str(tiny_synthetic), epochs=2, img_size=64,
-                               generations=3, population=1, cpu_workers=1)
+                               generations=3, population=1, cpu_workers=1, exports=[])
     pool = WorkerPool(build_trainer("yolo"), cpu_workers=1)
     killed = []
 

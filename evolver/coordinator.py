@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,6 +93,7 @@ class Coordinator:
         self._counts = {status: 0 for status in FINISHED}
         self._next_number = 0
         self._closed_generations: set[int] = set()
+        self._finished_in: Counter[int] = Counter()  # trials finished per generation, this run
         self._best: TrialRecord | None = None
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
@@ -118,6 +119,7 @@ class Coordinator:
                 self._note_best(trial)
             if trial.status in FINISHED:  # cancelled ones too: a cancel is final for its trials
                 self._counts[trial.status] += 1
+                self._finished_in[trial.generation] += 1
             elif trial.status == "running":  # the previous coordinator died while it trained
                 self._queue.append(self._requeue(trial))
             else:  # pending: bred and stored, never started
@@ -135,7 +137,7 @@ class Coordinator:
                                     fitness=None, epochs_done=0,
                                     error=f"interrupted {trial.attempt} times (max_attempts={self.spec.max_attempts})")
             self._counts["failed"] += 1
-            self._close_generation(trial.generation)
+            self._close_generation(trial.generation, finished_one=True)
             return self.store.trial(self.campaign_id, trial.number)
         self.store.requeue_trial(self.campaign_id, trial.number)
         return self.store.trial(self.campaign_id, trial.number)
@@ -144,9 +146,15 @@ class Coordinator:
         if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
             self._best = trial
 
-    def _close_generation(self, generation: int) -> None:
+    def _close_generation(self, generation: int, *, finished_one: bool = False) -> None:
+        """Close the generation in SQL once all its trials finished. `finished_one`: a trial of it
+        just finished here, so SQL is asked only when the local count says it may be complete."""
         if generation in self._closed_generations:
             return
+        if finished_one:
+            self._finished_in[generation] += 1
+            if self._finished_in[generation] < self.spec.population:
+                return
         if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
             self._closed_generations.add(generation)
 
@@ -291,7 +299,7 @@ class Coordinator:
                 self.pruner.add_completed(busy.epochs)
                 self._note_best(record)
                 self.folder.add_completed(record, self._counts["completed"])
-            self._close_generation(trial.generation)
+            self._close_generation(trial.generation, finished_one=True)
         progress.trial_finished(busy.worker.name, status, self._best_fitness, self._generation_label())
 
     @property

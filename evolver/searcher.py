@@ -12,6 +12,7 @@ number and which trials had finished when it was bred, not on the order results 
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,7 +105,10 @@ class GeneticSearcher:
         if number == 0:
             return Suggestion(dict(self._base), (), training_seed)
         if self._observed:
-            numbers = sorted(self._observed)
+            # Only the best top_n can be parents: stack those (in trial-number order, as the full
+            # population would list them), not every trial seen, so a suggestion stays O(top_n).
+            best = heapq.nlargest(self._top_n, self._observed, key=lambda n: (self._observed[n][1], -n))
+            numbers = sorted(best)
             population = np.stack([self._observed[n][0] for n in numbers])
             fitnesses = np.array([self._observed[n][1] for n in numbers])
             choice = choose_parent(rng, population, fitnesses, self._parent_selection, self._top_n)

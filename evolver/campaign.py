@@ -43,6 +43,8 @@ class CampaignSpec(BaseModel):
     data: str = Field(SYNTHETIC, description="data yaml (YOLO format) or 'synthetic' for the built-in dataset")
     cfg: Literal["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"] = "yolov5n"
     weights: str | None = Field(None, description="checkpoint every trial fine-tunes from (default: scratch)")
+    freeze: tuple[int, ...] = Field(
+        (), description="layer indices to freeze in every trial, e.g. [0..9] = the backbone (fine-tuning)")
     epochs: int = Field(10, ge=1, le=10_000)
     img_size: int = Field(640, ge=32, le=8192)
     batch_size: int = Field(16, ge=1, le=4096)
@@ -78,6 +80,14 @@ class CampaignSpec(BaseModel):
         if value % 32:
             raise ValueError(f"must be a multiple of 32 (the largest stride), got {value}")
         return value
+
+    @field_validator("freeze")
+    @classmethod
+    def _layer_indices(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [i for i in value if not 0 <= i <= 24]
+        if bad:
+            raise ValueError(f"layer indices run from 0 to 24 (24 = Detect), got {bad}")
+        return tuple(sorted(set(value)))
 
     @field_validator("fitness_weights")
     @classmethod

@@ -288,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for chatty in ("alembic", "httpx"):  # migrations and the client's request lines: not news to users
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    handlers = {"train": run_train, "val": run_val, "predict": run_predict, "prune": run_prune, "synth": run_synth, **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
+    handlers = {"train": run_train, "val": run_val, "predict": run_predict, "prune": run_prune, "synth": run_synth,
+                **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
                 "export": export_cli.run_export}
     try:
         return handlers[args.command](args)

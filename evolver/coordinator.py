@@ -228,7 +228,7 @@ class Coordinator:
                 batch_size=self.spec.batch_size, seed=trial.seed,
                 out_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"),
                 fitness_weights=self.spec.fitness_weights, loader_workers=self.spec.loader_workers,
-                weights=self.spec.weights,
+                weights=self.spec.weights, freeze=self.spec.freeze,
             )
             ref = handle.actor.run.remote(spec)
             self._busy[ref] = _Busy(handle, trial, ref, dispatched_at=dispatched_at)

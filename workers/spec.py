@@ -36,6 +36,7 @@ class TrialSpec:
     fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
     loader_workers: int = 0  # data-loader processes; 0 loads in the training thread
     weights: str | None = None  # a checkpoint to fine-tune from (YOLOv5's evolution fine-tunes)
+    freeze: tuple[int, ...] = ()  # layer indices whose parameters do not train
 
     @property
     def key(self) -> tuple[int, int, int]:

@@ -117,6 +117,7 @@ class YoloTrialTrainer:
             data=resolve_data(spec.data), cfg=spec.cfg, epochs=spec.epochs, img_size=spec.img_size,
             batch_size=spec.batch_size, device=device, seed=spec.seed, workers=spec.loader_workers,
             save_dir=out_dir, fitness_weights=tuple(spec.fitness_weights), progress=False, weights=spec.weights,
+            freeze=tuple(spec.freeze),
         )
         hyp = Hyperparameters.from_dict(spec.hyp)
         clock = _LoopClock(should_stop)

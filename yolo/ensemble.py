@@ -10,8 +10,8 @@ counts, which is where the recall gain comes from.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +46,7 @@ class Ensemble(nn.Module):
     def nc(self) -> int:
         return int(self.members[0].nc)
 
-    def fuse(self) -> "Ensemble":
+    def fuse(self) -> Ensemble:
         for member in self.members:
             if hasattr(member, "fuse"):
                 member.fuse()

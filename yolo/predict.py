@@ -12,9 +12,9 @@ image with no detection gets an empty txt file, so "ran, found nothing" differs 
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ def draw_detections(img: np.ndarray, detections: Sequence[Detection]) -> np.ndar
     font_scale = max(0.35, thickness / 3)
     for det in detections:
         colour = class_colour(det.cls)
-        x1, y1, x2, y2 = (int(round(v)) for v in det.xyxy)
+        x1, y1, x2, y2 = (round(v) for v in det.xyxy)
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
         label = f"{det.name} {det.confidence:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)

@@ -21,7 +21,12 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from yolo.checkpoint import Checkpoint, build_model_from, load_checkpoint, save_checkpoint
+from yolo.checkpoint import (
+    Checkpoint,
+    build_model_from,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ level resolves).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +95,7 @@ class TestTimeAugmentation(nn.Module):
     def nc(self) -> int:
         return self.model.nc
 
-    def fuse(self) -> "TestTimeAugmentation":
+    def fuse(self) -> TestTimeAugmentation:
         if hasattr(self.model, "fuse"):
             self.model.fuse()
         return self

@@ -134,3 +134,24 @@ def test_cpu_worker_share_gives_ray_valid_quantities(cpus, workers, expected):
 def test_cpu_worker_share_rejects_no_workers():
     with pytest.raises(ValueError, match="cpu_workers"):
         cpu_worker_share(4, 0)
+
+
+def test_trial_freeze_leaves_those_layers_untrained(tiny_synthetic, tmp_path):
+    """Two trials with the same seed but different lr0, layer 0 frozen: its weights stay the same
+    initial values in both, while a trained layer differs."""
+    import torch
+
+    from yolo.checkpoint import load_checkpoint
+
+    trainer = YoloTrialTrainer()
+    states = []
+    for lr0, name in ((0.01, "a"), (0.02, "b")):
+        hyp = {**Hyperparameters().to_dict(), "lr0": lr0, "warmup_epochs": 0.0}
+        outcome = trainer(tiny_spec(tiny_synthetic, tmp_path / name, seed=5, hyp=hyp, freeze=(0,)),
+                          lambda update: None, lambda: False)
+        states.append(load_checkpoint(outcome.weights_path).model_state)
+    a, b = states
+    frozen = [k for k in a if k.startswith("model.0.") and k.endswith("weight")]
+    trained = [k for k in a if k.startswith("model.1.") and k.endswith("conv.weight")]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
+    assert trained and not all(torch.equal(a[k], b[k]) for k in trained)

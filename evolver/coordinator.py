@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class _Busy:
     stop_reason: str | None = None  # "pruned" or "cancelled" once we asked it to stop
     stop_asked_at: float = 0.0
     dispatched_at: float = field(default_factory=time.monotonic)
+    unrecorded: list[tuple[int, dict, float]] = field(default_factory=list)  # epochs stored with the result
 
 
 class Coordinator:
@@ -94,11 +95,13 @@ class Coordinator:
         self._next_number = 0
         self._closed_generations: set[int] = set()
         self._finished_in: Counter[int] = Counter()  # trials finished per generation, this run
+        self._unobserved: defaultdict[int, list[TrialRecord]] = defaultdict(list)  # --sync: until closed
         self._best: TrialRecord | None = None
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
         self.busy_seconds = 0.0  # summed trial time on workers (for utilisation)
+        self.idle_seconds = 0.0  # time the loop spent waiting for results (the rest is its own work)
         # Per finished trial: seconds from dispatch to recorded result outside training + validation
         # (breeding, SQL, transfer, model build, data, files): the price of running it as a trial.
         self.overheads: list[float] = []
@@ -113,7 +116,7 @@ class Coordinator:
         for trial in trials:
             if trial.status == "completed":
                 completed.append(trial)
-                self.searcher.observe(Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+                self._observe(trial)
                 if self.spec.early_stopping.rule != "none":
                     self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
                 self._note_best(trial)
@@ -146,6 +149,15 @@ class Coordinator:
         if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
             self._best = trial
 
+    def _observe(self, trial: TrialRecord) -> None:
+        """A completed trial becomes a parent candidate: at once when asynchronous; with --sync
+        only when its generation closes, so generation g breeds from generations < g alone and
+        the children repeat exactly whatever order the trials of g finish in."""
+        if self.spec.sync and trial.generation not in self._closed_generations:
+            self._unobserved[trial.generation].append(trial)
+            return
+        self.searcher.observe(Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+
     def _close_generation(self, generation: int, *, finished_one: bool = False) -> None:
         """Close the generation in SQL once all its trials finished. `finished_one`: a trial of it
         just finished here, so SQL is asked only when the local count says it may be complete."""
@@ -157,6 +169,8 @@ class Coordinator:
                 return
         if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
             self._closed_generations.add(generation)
+            for trial in sorted(self._unobserved.pop(generation, []), key=lambda t: t.number):
+                self._observe(trial)
 
     @property
     def _finished(self) -> int:
@@ -197,9 +211,13 @@ class Coordinator:
         self._locations[fresh.name] = fresh.actor.location.remote()
 
     # ----------------------------------------------------------------------------- dispatch
-    def _next_trial(self) -> TrialRecord | None:
+    def _next_trial(self, placement: dict) -> TrialRecord | None:
+        """The next trial, already marked running at `placement` (a re-queued one, else a new
+        child bred now: breeding and dispatch are then one SQL transaction)."""
         if self._queue:
-            return self._queue.popleft()
+            trial = self._queue.popleft()
+            self.store.start_trial(self.campaign_id, trial.number, trial.attempt, **placement)
+            return trial
         if self._cancelling or self._next_number >= self.total:
             return None
         generation = self._next_number // self.spec.population
@@ -208,20 +226,19 @@ class Coordinator:
             return None  # --sync: the previous generation must be complete first
         suggestion = self.searcher.suggest(self._next_number)
         trial = self.store.add_trial(self.campaign_id, self._next_number, generation, suggestion.hyp,
-                                     suggestion.parents, suggestion.seed)
+                                     suggestion.parents, suggestion.seed, running_on=placement)
         self._next_number += 1
         return trial
 
     def _dispatch(self, progress: CampaignProgress) -> None:
         for handle in self._idle_workers():
             dispatched_at = time.monotonic()  # breeding counts as the trial's overhead too
-            trial = self._next_trial()
+            location = self._locations[handle.name]
+            placement = {"worker": handle.name, "node_id": location["node_id"], "node_ip": location["node_ip"],
+                         "gpu_id": location["gpu_id"]}
+            trial = self._next_trial(placement)
             if trial is None:
                 return
-            location = self._locations[handle.name]
-            self.store.start_trial(self.campaign_id, trial.number, trial.attempt, worker=handle.name,
-                                   node_id=location["node_id"], node_ip=location["node_ip"],
-                                   gpu_id=location["gpu_id"])
             spec = TrialSpec(
                 campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt, hyp=trial.hyp,
                 data=self.spec.data, cfg=self.spec.cfg, epochs=self.spec.epochs, img_size=self.spec.img_size,
@@ -236,11 +253,14 @@ class Coordinator:
 
     # ----------------------------------------------------------------------------- results
     def _collect(self, progress: CampaignProgress) -> None:
+        waited = time.perf_counter()
         if not self._busy:
             time.sleep(self.settings.poll_seconds)
+            self.idle_seconds += time.perf_counter() - waited
             return
         refs = list(self._busy)
         ready, _ = ray.wait(refs, num_returns=1, timeout=self.settings.poll_seconds)
+        self.idle_seconds += time.perf_counter() - waited
         if ready:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in ready:
@@ -267,7 +287,7 @@ class Coordinator:
 
     def _record(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
         self.busy_seconds += result.ended_at - result.started_at
-        self._drain_updates(busy, result.updates, progress)
+        busy.unrecorded = self._take_updates(busy, result.updates, progress)  # stored with the result
         self._finish_from_result(busy, result, progress)
         self.overheads.append(time.monotonic() - busy.dispatched_at - result.train_seconds)
 
@@ -289,13 +309,13 @@ class Coordinator:
         trial = busy.trial
         changed = self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, status, metrics=metrics,
                                           fitness=fitness, epochs_done=epochs_done, error=error,
-                                          weights_path=weights)
+                                          weights_path=weights, epochs=busy.unrecorded)
         if changed:
             self._counts[status] += 1
             if status == "completed":
                 record = dataclasses.replace(trial, status=status, metrics=dict(metrics), fitness=fitness,
                                              epochs_done=epochs_done, weights_path=weights)
-                self.searcher.observe(Observation(record.number, record.hyp, record.fitness or 0.0))
+                self._observe(record)
                 self.pruner.add_completed(busy.epochs)
                 self._note_best(record)
                 self.folder.add_completed(record, self._counts["completed"])
@@ -330,6 +350,14 @@ class Coordinator:
             self._next_poll = now + self.settings.progress_seconds
 
     def _drain_updates(self, busy: _Busy, updates, progress: CampaignProgress | None = None) -> None:
+        """Record live epoch updates of a running trial (and prune by them)."""
+        for epoch, metrics, value in self._take_updates(busy, updates, progress):
+            self.store.record_epoch(self.campaign_id, busy.trial.number, busy.trial.attempt, epoch, metrics, value)
+
+    def _take_updates(self, busy: _Busy, updates, progress: CampaignProgress | None
+                      ) -> list[tuple[int, dict, float]]:
+        """The updates not seen before, as (epoch, metrics, fitness); the pruning rule sees each."""
+        fresh = []
         for update in updates:
             if update.number != busy.trial.number or update.attempt != busy.trial.attempt:
                 continue
@@ -337,8 +365,7 @@ class Coordinator:
                 continue  # seen already
             value = weighted_fitness(update.metrics, self.spec.fitness_weights)
             busy.epochs.append(value)
-            self.store.record_epoch(self.campaign_id, update.number, update.attempt, update.epoch, update.metrics,
-                                    value)
+            fresh.append((update.epoch, update.metrics, value))
             if progress is not None:
                 progress.epoch_done(busy.worker.name, update.number, update.epoch, update.epochs)
             if busy.stop_reason is None and update.epoch + 1 < update.epochs and \
@@ -346,6 +373,7 @@ class Coordinator:
                 log.info("pruning trial %d after epoch %d (fitness %.4f below the median)", update.number,
                          update.epoch + 1, value)
                 self._ask_stop(busy, "pruned")
+        return fresh
 
     def _ask_stop(self, busy: _Busy, reason: str) -> None:
         busy.stop_reason = reason

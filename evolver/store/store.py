@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,8 +206,9 @@ class Store:
 
     # ----------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, number: int, generation: int, hyp: dict, parents: Sequence[int],
-                  seed: int) -> TrialRecord:
-        """Insert a pending trial (attempt 1).
+                  seed: int, *, running_on: Mapping[str, str | None] | None = None) -> TrialRecord:
+        """Insert a pending trial (attempt 1), or with `running_on` ({worker, node_id, node_ip,
+        gpu_id}) one already running there: breeding and dispatch in one transaction.
 
         If the trial already exists nothing is written and the stored trial is returned: on a
         resume the stored hyperparameters are the truth, whatever the caller bred this time.
@@ -217,22 +218,29 @@ class Store:
         hyp = checks.hyperparameters(hyp)
         parent_numbers = checks.parents(parents)
         seed = checks.integer(seed, "seed")
+        placement = {"status": "pending", "worker": None, "node_id": None, "node_ip": None, "gpu_id": None,
+                     "started_at": None}
+        if running_on is not None:
+            placement = {
+                "status": "running", "worker": checks.text(running_on.get("worker"), "worker", 200),
+                "node_id": checks.optional_text(running_on.get("node_id"), "node_id", 200),
+                "node_ip": checks.optional_text(running_on.get("node_ip"), "node_ip", 64),
+                "gpu_id": checks.optional_text(running_on.get("gpu_id"), "gpu_id", 64), "started_at": _now()}
         with self._write() as conn:
             self._require_campaign(conn, campaign_id)
             if conn.execute(_TRIAL_STATE, {"w_campaign": campaign_id, "w_number": number}).first() is not None:
                 return _load_trials(conn, campaign_id, number=number)[0]
             trial_id = conn.execute(_INSERT_TRIAL, {
-                "campaign_id": campaign_id, "number": number, "generation": generation, "status": "pending",
+                "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
                 "attempt": 1, "seed": seed, "epochs_done": 0}).scalar_one()
             conn.execute(_INSERT_PARAMS, [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
             if parent_numbers:
                 conn.execute(_INSERT_PARENTS, [{"trial_id": trial_id, "position": i, "parent_number": p}
                                                for i, p in enumerate(parent_numbers)])
         return TrialRecord(
-            campaign_id=campaign_id, number=number, generation=generation, status="pending", attempt=1,
-            hyp=dict(hyp), parents=parent_numbers, seed=seed, worker=None, node_id=None, node_ip=None,
-            gpu_id=None, started_at=None, ended_at=None, metrics={}, fitness=None, epochs_done=0, error=None,
-            weights_path=None)
+            campaign_id=campaign_id, number=number, generation=generation, attempt=1,
+            hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,
+            epochs_done=0, error=None, weights_path=None)
 
     def start_trial(self, campaign_id: int, number: int, attempt: int, *, worker: str, node_id: str,
                     node_ip: str, gpu_id: str | None, started_at: datetime | float | None = None) -> bool:
@@ -271,12 +279,16 @@ class Store:
 
     def finish_trial(self, campaign_id: int, number: int, attempt: int, status: str, *, metrics: dict,
                      fitness: float | None, epochs_done: int, error: str | None = None,
-                     weights_path: str | None = None, ended_at: datetime | float | None = None) -> bool:
-        """Record the result of the current attempt, in one transaction.
+                     weights_path: str | None = None, ended_at: datetime | float | None = None,
+                     epochs: Sequence[tuple[int, dict, float | None]] = ()) -> bool:
+        """Record the result of the current attempt, in one transaction, together with its last
+        `epochs` (epoch, metrics, fitness) not yet stored.
 
         Returns False and writes nothing if the trial is already finished or `attempt` is stale.
         Non-finite metric values and fitness are stored as missing (read back as NaN / None).
         """
+        epoch_rows = [(checks.integer(e, "epoch", 0), checks.metrics(m), checks.measured(f, "fitness"))
+                      for e, m, f in epochs]
         result = {
             "w_campaign": campaign_id, "w_number": number, "w_attempt": checks.integer(attempt, "attempt", 1),
             "status": checks.finished_status(status), "fitness": checks.measured(fitness, "fitness"),
@@ -286,6 +298,15 @@ class Store:
             "ended_at": checks.timestamp(ended_at, "ended_at") or _now()}
         values = checks.metrics(metrics)
         with self._write() as conn:
+            if epoch_rows:  # checked first, so a stale or repeated result writes no epoch either
+                trial_id, status, current = self._trial_state(conn, campaign_id, number)
+                if status not in ACTIVE_TRIAL_STATUSES or current != result["w_attempt"]:
+                    return False
+                now = _now()
+                for epoch, epoch_metrics, epoch_fitness in epoch_rows:
+                    conn.execute(_INSERT_EPOCH[conn.dialect.name], {
+                        "trial_id": trial_id, "attempt": current, "epoch": epoch, "metrics": epoch_metrics,
+                        "fitness": epoch_fitness, "recorded_at": now}).first()
             trial_id = conn.execute(_FINISH_TRIAL, result).scalar()
             if trial_id is None:
                 self._trial_state(conn, campaign_id, number)

@@ -399,3 +399,18 @@ def test_trials_page_sorts_and_pages_in_sql(store, campaign):
     assert store.trials_page(campaign, offset=50) == (7, [])
     with pytest.raises(ValueError, match="sort"):
         store.trials_page(campaign, sort="hyp")
+
+
+def test_add_running_trial_and_finish_with_epochs_in_one_transaction(store, campaign):
+    placed = {"worker": "gpu-1", "node_id": "n1", "node_ip": "127.0.0.1", "gpu_id": "1"}
+    record = store.add_trial(campaign, 0, 0, HYP, [], seed=3, running_on=placed)
+    assert record.status == "running" and record.worker == "gpu-1" and record.started_at is not None
+    assert store.trial(campaign, 0) == record
+    epochs = [(0, METRICS, 0.25), (1, METRICS, 0.5)]
+    store.record_epoch(campaign, 0, 1, 0, METRICS, 0.25)  # the first one arrived live already
+    assert store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.5, epochs_done=2, epochs=epochs)
+    assert [(e.epoch, e.fitness) for e in store.epochs(campaign, 0)] == [(0, 0.25), (1, 0.5)]
+    # the same result again: no change, and no epoch slips in through it
+    assert not store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.9, epochs_done=3,
+                                  epochs=[(2, METRICS, 0.9)])
+    assert len(store.epochs(campaign, 0)) == 2 and store.trial(campaign, 0).fitness == 0.5

@@ -333,8 +333,13 @@ class Coordinator:
 
     # ----------------------------------------------------------------------------- progress
     def _poll_progress(self, progress: CampaignProgress) -> None:
-        """Ask busy workers for their epoch updates on a timer, and take in the answers that have
-        arrived, without ever blocking the loop on them (results come first)."""
+        """Once per `progress_seconds`: take in the answers to the last round of progress requests
+        that have arrived, and ask the busy workers again. Never blocks the loop (results first),
+        and costs one Ray call per busy worker per period, not per loop turn."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self.settings.progress_seconds
         if self._polls:
             ready, _ = ray.wait(list(self._polls), num_returns=len(self._polls), timeout=0)
             for ref in ready:
@@ -344,10 +349,10 @@ class Coordinator:
                 except RayActorError:
                     continue  # its run() reference reports the loss
                 self._drain_updates(busy, updates, progress)
-        now = time.monotonic()
-        if not self._polls and self._busy and now >= self._next_poll:
-            self._polls = {busy.worker.actor.poll.remote(): busy for busy in self._busy.values()}
-            self._next_poll = now + self.settings.progress_seconds
+        asked = {id(busy) for busy in self._polls.values()}
+        for busy in self._busy.values():
+            if id(busy) not in asked:
+                self._polls[busy.worker.actor.poll.remote()] = busy
 
     def _drain_updates(self, busy: _Busy, updates, progress: CampaignProgress | None = None) -> None:
         """Record live epoch updates of a running trial (and prune by them)."""

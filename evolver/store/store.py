@@ -298,19 +298,15 @@ class Store:
             "ended_at": checks.timestamp(ended_at, "ended_at") or _now()}
         values = checks.metrics(metrics)
         with self._write() as conn:
-            if epoch_rows:  # checked first, so a stale or repeated result writes no epoch either
-                trial_id, status, current = self._trial_state(conn, campaign_id, number)
-                if status not in ACTIVE_TRIAL_STATUSES or current != result["w_attempt"]:
-                    return False
-                now = _now()
-                for epoch, epoch_metrics, epoch_fitness in epoch_rows:
-                    conn.execute(_INSERT_EPOCH[conn.dialect.name], {
-                        "trial_id": trial_id, "attempt": current, "epoch": epoch, "metrics": epoch_metrics,
-                        "fitness": epoch_fitness, "recorded_at": now}).first()
             trial_id = conn.execute(_FINISH_TRIAL, result).scalar()
-            if trial_id is None:
+            if trial_id is None:  # stale or repeated: nothing written, epochs included
                 self._trial_state(conn, campaign_id, number)
                 return False
+            now = _now()  # the attempt was current and active a statement ago, in this transaction
+            for epoch, epoch_metrics, epoch_fitness in epoch_rows:
+                conn.execute(_INSERT_EPOCH[conn.dialect.name], {
+                    "trial_id": trial_id, "attempt": result["w_attempt"], "epoch": epoch, "metrics": epoch_metrics,
+                    "fitness": epoch_fitness, "recorded_at": now}).first()
             if values:
                 conn.execute(_INSERT_METRICS, [{"trial_id": trial_id, "name": k, "value": v}
                                                for k, v in values.items()])

@@ -17,7 +17,8 @@ from workers import SleepTrialTrainer, WorkerPool, build_trainer
 
 ray = pytest.importorskip("ray")
 
-FAST = CoordinatorSettings(poll_seconds=0.2, control_seconds=0.3, grow_seconds=1.0, progress=False)
+FAST = CoordinatorSettings(poll_seconds=0.2, progress_seconds=0.2, control_seconds=0.3, grow_seconds=1.0,
+                           progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,12 +141,13 @@ def test_failing_trials_are_recorded_and_campaign_fails(local_ray, tiny_syntheti
 
 
 def test_median_pruning_stops_weak_trials(local_ray, tmp_path):
-    store, cid = make_campaign(tmp_path, name="prune", trainer="sleep", epochs=4, generations=12, population=1,
+    store, cid = make_campaign(tmp_path, name="prune", trainer="sleep", epochs=4, generations=10, population=1,
                                cpu_workers=2, early_stopping={"rule": "median", "min_epochs": 1, "min_trials": 2})
-    outcome = run(store, cid)
+    # Epochs of ~0.4 s: long enough for the live progress polls (every 0.2 s) to see them.
+    outcome = run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=1.4, max_seconds=1.8), cpu_workers=2))
     trials = store.trials(cid)
     pruned = [t for t in trials if t.status == "pruned"]
-    assert outcome.pruned == len(pruned) > 0 and outcome.completed + outcome.pruned == 12
+    assert outcome.pruned == len(pruned) > 0 and outcome.completed + outcome.pruned == 10
     for t in pruned:
         assert 1 <= t.epochs_done < 4 and t.metrics  # partial metrics kept
     pruned_numbers = {t.number for t in pruned}

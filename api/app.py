@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.body_limit import BodyLimitMiddleware
+from api.read_cache import ReadCacheMiddleware
 from api.launcher import Launcher, RayJobLauncher
 from api.routes import campaigns, downloads, health, pages
 from api.settings import ApiSettings
@@ -52,6 +53,7 @@ def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = 
     app = FastAPI(title="Evolver", version="0.1.0", lifespan=lifespan,
                   description="Evolve YOLO training hyperparameters with YOLOv5's genetic algorithm on Ray.")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(ReadCacheMiddleware, ttl=settings.read_cache_seconds)
     for module in (campaigns, downloads, health, pages):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)

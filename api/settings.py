@@ -38,6 +38,8 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(256 << 10, ge=1024, description="largest uploaded spec / hyp file (413 beyond)")
     cancel_grace_seconds: float = Field(10.0, ge=0.0, description="after a cancel, time the coordinator gets to "
                                                                   "stop its trials before its Ray job is stopped")
+    read_cache_seconds: float = Field(1.0, ge=0.0, le=60.0, description="GETs of campaign resources are "
+                                      "answered from memory for this long (0 = off); writes empty the cache")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
 

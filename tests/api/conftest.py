@@ -40,7 +40,7 @@ def api_settings(root: Path, db_url: str | None = None, **overrides) -> ApiSetti
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
     return ApiSettings(db_url=db_url or Store.sqlite_url(root / "evolver.db"), project_dir=root / "runs",
-                       data_roots=[data], **{"api_token": None, **overrides})
+                       data_roots=[data], **{"api_token": None, "read_cache_seconds": 0.0, **overrides})
 
 
 @contextmanager

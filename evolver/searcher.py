@@ -82,19 +82,29 @@ class GeneticSearcher:
         self._probability = mutation_probability
         self._sigma = sigma
         self._observed: dict[int, tuple[np.ndarray, float]] = {}
+        self._top: list[int] = []  # numbers of the best top_n observations (ties: lower number)
+
+    def _best_numbers(self, candidates: Mapping[int, tuple[np.ndarray, float]]) -> list[int]:
+        return heapq.nlargest(self._top_n, candidates, key=lambda n: (candidates[n][1], -n))
 
     def observe(self, observation: Observation) -> None:
         """Remember a parent candidate. Observing a number again replaces it (resume re-observes).
         A non-finite fitness (diverged run) can never be a good parent and is ignored."""
         if not math.isfinite(observation.fitness):
-            self._observed.pop(observation.number, None)
+            if self._observed.pop(observation.number, None) is not None:
+                self._top = self._best_numbers(self._observed)
             return
         unknown = sorted(set(observation.hyp) - set(self._space.names))
         if unknown:
             raise ValueError(f"trial {observation.number}: unknown hyperparameter(s) {', '.join(unknown)}")
         # Imported YOLOv5 rows may lack newer keys (e.g. anchors): those take the campaign's base.
         vector = self._space.vector({**self._base, **observation.hyp})
+        replaced = observation.number in self._observed
         self._observed[observation.number] = (vector, float(observation.fitness))
+        if replaced:
+            self._top = self._best_numbers(self._observed)
+        else:  # one new candidate: it joins the top n or not, O(n) for n = top_n
+            self._top = self._best_numbers({n: self._observed[n] for n in (*self._top, observation.number)})
 
     def suggest(self, number: int) -> Suggestion:
         if number < 0:
@@ -107,8 +117,7 @@ class GeneticSearcher:
         if self._observed:
             # Only the best top_n can be parents: stack those (in trial-number order, as the full
             # population would list them), not every trial seen, so a suggestion stays O(top_n).
-            best = heapq.nlargest(self._top_n, self._observed, key=lambda n: (self._observed[n][1], -n))
-            numbers = sorted(best)
+            numbers = sorted(self._top)
             population = np.stack([self._observed[n][0] for n in numbers])
             fitnesses = np.array([self._observed[n][1] for n in numbers])
             choice = choose_parent(rng, population, fitnesses, self._parent_selection, self._top_n)

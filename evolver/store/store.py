@@ -31,6 +31,7 @@ from typing import Self
 from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
 from . import checks
 from .database import WRITE_OPTION, create_store_engine, sqlite_url, upgrade_to_head
@@ -226,17 +227,23 @@ class Store:
                 "node_id": checks.optional_text(running_on.get("node_id"), "node_id", 200),
                 "node_ip": checks.optional_text(running_on.get("node_ip"), "node_ip", 64),
                 "gpu_id": checks.optional_text(running_on.get("gpu_id"), "gpu_id", 64), "started_at": _now()}
-        with self._write() as conn:
-            self._require_campaign(conn, campaign_id)
-            if conn.execute(_TRIAL_STATE, {"w_campaign": campaign_id, "w_number": number}).first() is not None:
-                return _load_trials(conn, campaign_id, number=number)[0]
-            trial_id = conn.execute(_INSERT_TRIAL, {
-                "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
-                "attempt": 1, "seed": seed, "epochs_done": 0}).scalar_one()
-            conn.execute(_INSERT_PARAMS, [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
-            if parent_numbers:
-                conn.execute(_INSERT_PARENTS, [{"trial_id": trial_id, "position": i, "parent_number": p}
-                                               for i, p in enumerate(parent_numbers)])
+        try:  # optimistic: the unique (campaign, number) key and the campaign foreign key check it
+            with self._write() as conn:
+                trial_id = conn.execute(_INSERT_TRIAL, {
+                    "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
+                    "attempt": 1, "seed": seed, "epochs_done": 0}).scalar_one()
+                conn.execute(_INSERT_PARAMS, [{"trial_id": trial_id, "name": k, "value": v}
+                                              for k, v in hyp.items()])
+                if parent_numbers:
+                    conn.execute(_INSERT_PARENTS, [{"trial_id": trial_id, "position": i, "parent_number": p}
+                                                   for i, p in enumerate(parent_numbers)])
+        except IntegrityError:  # rolled back: nothing of this call was written
+            with self._read() as conn:
+                self._require_campaign(conn, campaign_id)
+                found = _load_trials(conn, campaign_id, number=number)
+            if found:
+                return found[0]
+            raise
         return TrialRecord(
             campaign_id=campaign_id, number=number, generation=generation, attempt=1,
             hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,

@@ -62,8 +62,8 @@ def main() -> None:
     data = generate_synthetic_dataset(CACHE / f"synthetic-256-64-{args.img}", n_train=256, n_val=64,
                                       img_size=args.img, seed=0)
     weights_a = trained(data, f"yolov5n-seed0-e{args.epochs}-img{args.img}", args.epochs, args.img, seed=0)
-    weights_b = trained(data, f"yolov5n-seed1-ft{args.finetune_epochs}-img{args.img}", args.finetune_epochs,
-                        args.img, seed=1, weights=weights_a)
+    b_name = f"yolov5n-seed1-from-e{args.epochs}-ft{args.finetune_epochs}-img{args.img}"  # B depends on A
+    weights_b = trained(data, b_name, args.finetune_epochs, args.img, seed=1, weights=weights_a)
 
     config = load_data_config(data)
     dataset = DetectionDataset(scan_dataset(config.val, config.nc), args.img, Hyperparameters(), augment=False,

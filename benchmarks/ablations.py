@@ -8,7 +8,7 @@ cached under /tmp/evolver-ablations, so a second run only validates. Every row i
 the same 64 images with COCO-style mAP (conf 0.001, NMS IoU 0.6), as `evolver val` does.
 Reference (YOLOv5's pruning tutorial): pruning 30 % cost YOLOv5x 0.492 -> 0.462 mAP on COCO.
 
-    .venv/bin/python -m benchmarks.ablations [--epochs 12] [--finetune-epochs 2] [--img 160]
+    .venv/bin/python -m benchmarks.ablations [--epochs 30] [--finetune-epochs 2] [--img 160]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def trained(data: Path, name: str, epochs: int, img: int, seed: int, weights: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=12, help="model A, from scratch")
+    parser.add_argument("--epochs", type=int, default=30, help="model A, from scratch")
     parser.add_argument("--finetune-epochs", type=int, default=2, help="model B, from A")
     parser.add_argument("--img", type=int, default=160)
     parser.add_argument("--amount", type=float, default=0.3, help="pruning fraction")

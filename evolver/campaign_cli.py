@@ -121,8 +121,7 @@ def run_campaign(args: argparse.Namespace) -> int:
 
     if (args.spec is None) == (args.campaign is None):
         raise ValueError("give either a campaign yaml or --campaign ID")
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         campaign_id = args.campaign if args.campaign is not None else _create(store, args.spec, args.project)
         record = store.campaign(campaign_id)
         if args.command == "resume" and record.status in ("cancelled", "failed", "completed"):
@@ -144,25 +143,19 @@ def run_campaign(args: argparse.Namespace) -> int:
               f"{outcome.failed} failed, {outcome.pruned} pruned, {outcome.cancelled} cancelled; best fitness {best}")
         print(f"hyp_evolved.yaml and evolve.csv in {record.run_dir}")
         return 0 if outcome.status in ("completed", "cancelled") else 1
-    finally:
-        store.close()
 
 
 def create_campaign(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         campaign_id = _create(store, args.spec, args.project)
         print(campaign_id)
-    finally:
-        store.close()
     return 0
 
 
 def show_status(args: argparse.Namespace) -> int:
     from evolver.campaign import CampaignSpec
 
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         if args.campaign is None:
             print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'best':>9}")
             for c in store.campaigns():
@@ -195,8 +188,6 @@ def show_status(args: argparse.Namespace) -> int:
                       f"gpu {t.gpu_id or '-'}: epoch {len(epochs)}/{spec.epochs}"
                       + (f", fitness {epochs[-1].fitness:.5f}" if epochs else ""))
         return 0
-    finally:
-        store.close()
 
 
 def _num(value: float | None) -> str:
@@ -204,8 +195,7 @@ def _num(value: float | None) -> str:
 
 
 def cancel_campaign(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         record = store.campaign(args.campaign)
         if record.status in ("completed", "failed", "cancelled"):
             print(f"campaign {record.id} is already {record.status}")
@@ -213,15 +203,12 @@ def cancel_campaign(args: argparse.Namespace) -> int:
         store.set_campaign_status(record.id, "cancelled")
         print(f"campaign {record.id} cancelled; its coordinator stops running trials within seconds")
         return 0
-    finally:
-        store.close()
 
 
 def show_best(args: argparse.Namespace) -> int:
     import yaml
 
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         record = store.campaign(args.campaign)
         completed = [t for t in store.trials(record.id, statuses=("completed",)) if t.fitness is not None]
         if not completed:
@@ -237,8 +224,6 @@ def show_best(args: argparse.Namespace) -> int:
             print(f"weights: {artefacts[best.number].path}")
         print(f"hyp_evolved.yaml: {Path(record.run_dir) / 'hyp_evolved.yaml'}")
         return 0
-    finally:
-        store.close()
 
 
 def import_csv(args: argparse.Namespace) -> int:
@@ -246,8 +231,7 @@ def import_csv(args: argparse.Namespace) -> int:
     from evolver.exchange import read_evolve_csv
     from evolver.fitness import fitness
 
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         record = store.campaign(args.campaign)
         spec = CampaignSpec.model_validate(record.spec)
         rows = read_evolve_csv(args.csv)
@@ -255,16 +239,13 @@ def import_csv(args: argparse.Namespace) -> int:
         count = store.add_imported_parents(record.id, parents)
         print(f"campaign {record.id}: {count} parents imported from {args.csv}")
         return 0
-    finally:
-        store.close()
 
 
 def export_winner_cli(args: argparse.Namespace) -> int:
     from evolver.cluster import connect
     from evolver.winner_export import run_winner_export
 
-    store = _open_store(args)
-    try:
+    with _open_store(args) as store:
         store.campaign(args.campaign)  # an unknown id fails before Ray starts
         connect(args.address, num_gpus=args.num_gpus)
         done = run_winner_export(store, args.campaign, args.formats.split(",") if args.formats else None)
@@ -274,8 +255,6 @@ def export_winner_cli(args: argparse.Namespace) -> int:
         for fmt, reason in done.skipped.items():
             print(f"  skipped {fmt}: {reason}")
         return 0
-    finally:
-        store.close()
 
 
 HANDLERS = {

@@ -21,7 +21,6 @@ import ray
 from ray.exceptions import RayActorError
 
 from evolver.campaign import CampaignSpec
-from evolver.fitness import fitness as weighted_fitness
 from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
@@ -292,10 +291,9 @@ class Coordinator:
         self.overheads.append(time.monotonic() - busy.dispatched_at - result.train_seconds)
 
     def _finish_from_result(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
-        if result.status == "completed":
-            value = weighted_fitness(result.metrics, self.spec.fitness_weights)
-            self._finish(busy, "completed", result.metrics, value, result.epochs_done, None, result.weights_path,
-                         progress)
+        if result.status == "completed":  # the worker scored it with this campaign's weights (its spec)
+            self._finish(busy, "completed", result.metrics, result.fitness, result.epochs_done, None,
+                         result.weights_path, progress)
         elif result.status == "stopped":
             status = busy.stop_reason or "cancelled"
             value = busy.epochs[-1] if busy.epochs else None
@@ -368,7 +366,7 @@ class Coordinator:
                 continue
             if update.epoch < len(busy.epochs):
                 continue  # seen already
-            value = weighted_fitness(update.metrics, self.spec.fitness_weights)
+            value = update.fitness  # scored on the worker with the campaign's weights
             busy.epochs.append(value)
             fresh.append((update.epoch, update.metrics, value))
             if progress is not None:

@@ -30,9 +30,6 @@ class CampaignProgress:
             self._bar.write(f"trial on {worker}: {status}")
         self._refresh()
 
-    def note(self, message: str) -> None:
-        self._bar.write(message)
-
     def _refresh(self) -> None:
         best = "-" if self._best is None else f"{self._best:.4f}"
         busy = " ".join(f"{w}:{state}" for w, state in sorted(self._workers.items()))

@@ -128,3 +128,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """URL of a fresh, empty PostgreSQL database (server shared by the session)."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """An in-process Ray on 127.0.0.1 (evolver.cluster keeps it on loopback) for one module."""
+    from evolver.cluster import connect, disconnect
+
+    disconnect()
+    connect(num_cpus=2)
+    yield
+    disconnect()

@@ -7,7 +7,6 @@ sleep`) keeps trials under a second. test_e2e.py uses the Ray Jobs launcher with
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,18 +21,6 @@ from api.settings import ApiSettings
 from evolver.store import Store
 
 ENDED = ("completed", "failed", "cancelled")
-
-
-@pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
-    """One in-process Ray on 127.0.0.1 for the thread launcher, shut down after the session."""
-    from evolver.cluster import connect, disconnect
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    disconnect()
-    connect(num_cpus=2)
-    yield
-    disconnect()
 
 
 def api_settings(root: Path, db_url: str | None = None, **overrides) -> ApiSettings:

@@ -6,7 +6,6 @@ page follows new trials without a reload, and a screenshot is saved."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -45,7 +44,6 @@ def campaigns(tmp_path_factory) -> Iterator[tuple[str, dict[str, int]]]:
     store = Store.open(url)
     done = _create(store, folder, name="done", trainer="sleep", epochs=2, generations=4, population=3,
                    cpu_workers=2, seed=3)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     disconnect()
     connect(num_cpus=2)
     pool = WorkerPool(build_trainer("sleep"), cpu_workers=2)

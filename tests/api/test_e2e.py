@@ -6,7 +6,6 @@ stops the head: no Ray process of ours is left."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest

@@ -4,7 +4,6 @@ stored by any rejected request. `evolver serve` refuses a public address without
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest

@@ -21,19 +21,6 @@ FAST = CoordinatorSettings(poll_seconds=0.2, progress_seconds=0.2, control_secon
                            progress=False)
 
 
-@pytest.fixture(scope="module")
-def local_ray(tmp_path_factory):
-    import os
-
-    from evolver.cluster import connect, disconnect
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    disconnect()
-    connect(num_cpus=2)
-    yield
-    disconnect()
-
-
 def make_campaign(tmp_path, **fields) -> tuple[Store, int]:
     store = Store.open(Store.sqlite_url(tmp_path / "evolver.db"))
     spec = CampaignSpec(**fields)

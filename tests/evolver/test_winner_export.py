@@ -25,19 +25,6 @@ TOKEN = "export-test-token"
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import os
-
-    from evolver.cluster import connect, disconnect
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    disconnect()
-    connect(num_cpus=2)
-    yield
-    disconnect()
-
-
-@pytest.fixture(scope="module")
 def finished_campaign(local_ray, tiny_synthetic, tmp_path_factory) -> tuple[Path, int]:
     """(database file, campaign id) of a completed 2-trial campaign that really trained."""
     root = tmp_path_factory.mktemp("winner")

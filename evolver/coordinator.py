@@ -1,9 +1,11 @@
 """The campaign coordinator: keeps every worker busy with a child bred from the best finished
 trials, and writes every state change to SQL (it is the store's only writer).
 
-One loop, no threads: dispatch to idle workers, wait up to `poll_seconds` for a result, poll the
-busy workers' per-epoch progress (record it, prune by the median rule), check the campaign's
-status in SQL (cancel), and grow the pool when GPUs join. All state lives in SQL, so a coordinator
+One loop, no threads. Each turn records the results that came in, polls the busy workers'
+per-epoch progress (record it, prune by the median rule) and breeds a trial for every idle worker,
+all in one SQL transaction; then it sends those trials out and waits up to `poll_seconds` for the
+next result. Now and then it checks the campaign's status in SQL (cancel) and grows the pool when
+GPUs join. All state lives in SQL, so a coordinator
 that dies is replaced by running the same campaign again: completed trials stay, interrupted ones
 run again with attempt + 1, and the total number of trials stays exact.
 """
@@ -70,6 +72,16 @@ class _Busy:
     unrecorded: list[tuple[int, dict, float]] = field(default_factory=list)  # epochs stored with the result
 
 
+@dataclass(frozen=True)
+class _Outgoing:
+    """A trial stored as running on a worker, not yet sent to it."""
+
+    worker: WorkerHandle
+    trial: TrialRecord
+    spec: TrialSpec
+    dispatched_at: float
+
+
 class Coordinator:
     def __init__(self, store: Store, campaign_id: int, pool: WorkerPool,
                  settings: CoordinatorSettings = CoordinatorSettings()):
@@ -89,6 +101,7 @@ class Coordinator:
         self.total = self.spec.total_trials
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
+        self._busy_workers: set[str] = set()  # names of the workers in _busy
         self._locations: dict[str, ray.ObjectRef | dict] = {}  # worker -> pending ref or location
         self._counts = {status: 0 for status in FINISHED}
         self._next_number = 0
@@ -184,10 +197,9 @@ class Coordinator:
 
     def _idle_workers(self) -> list[WorkerHandle]:
         """Placed, live workers with nothing to do (a worker whose GPU is not there yet is not idle)."""
-        busy = {b.worker.name for b in self._busy.values()}
         idle = []
         for handle in self.pool.workers:
-            if handle.name in busy:
+            if handle.name in self._busy_workers:
                 continue
             location = self._locations.get(handle.name)
             if isinstance(location, ray.ObjectRef):
@@ -229,7 +241,10 @@ class Coordinator:
         self._next_number += 1
         return trial
 
-    def _dispatch(self, progress: CampaignProgress) -> None:
+    def _dispatch(self) -> list[_Outgoing]:
+        """Breed (or take from the queue) a trial for every idle worker and mark it running there
+        in SQL; the trials go out to the workers by `_send`, once that is committed."""
+        outgoing = []
         for handle in self._idle_workers():
             dispatched_at = time.monotonic()  # breeding counts as the trial's overhead too
             location = self._locations[handle.name]
@@ -237,7 +252,7 @@ class Coordinator:
                          "gpu_id": location["gpu_id"]}
             trial = self._next_trial(placement)
             if trial is None:
-                return
+                break
             spec = TrialSpec(
                 campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt, hyp=trial.hyp,
                 data=self.spec.data, cfg=self.spec.cfg, epochs=self.spec.epochs, img_size=self.spec.img_size,
@@ -246,24 +261,35 @@ class Coordinator:
                 fitness_weights=self.spec.fitness_weights, loader_workers=self.spec.loader_workers,
                 weights=self.spec.weights, freeze=self.spec.freeze,
             )
-            ref = handle.actor.run.remote(spec)
-            self._busy[ref] = _Busy(handle, trial, ref, dispatched_at=dispatched_at)
-            progress.trial_started(handle.name, trial.number, self.spec.epochs)
+            outgoing.append(_Outgoing(handle, trial, spec, dispatched_at))
+            self._busy_workers.add(handle.name)
+        return outgoing
+
+    def _send(self, outgoing: list[_Outgoing], progress: CampaignProgress) -> None:
+        for out in outgoing:
+            ref = out.worker.actor.run.remote(out.spec)
+            self._busy[ref] = _Busy(out.worker, out.trial, ref, dispatched_at=out.dispatched_at)
+            progress.trial_started(out.worker.name, out.trial.number, self.spec.epochs)
 
     # ----------------------------------------------------------------------------- results
-    def _collect(self, progress: CampaignProgress) -> None:
+    def _wait_for_results(self) -> list[ray.ObjectRef]:
+        """Block up to `poll_seconds` for a result; then take every result that is ready."""
         waited = time.perf_counter()
         if not self._busy:
             time.sleep(self.settings.poll_seconds)
             self.idle_seconds += time.perf_counter() - waited
-            return
+            return []
         refs = list(self._busy)
         ready, _ = ray.wait(refs, num_returns=1, timeout=self.settings.poll_seconds)
         self.idle_seconds += time.perf_counter() - waited
         if ready:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return ready
+
+    def _take_results(self, ready: list[ray.ObjectRef], progress: CampaignProgress) -> None:
         for ref in ready:
             busy = self._busy.pop(ref)
+            self._busy_workers.discard(busy.worker.name)
             try:
                 result: TrialResult = ray.get(ref)
             except RayActorError as err:
@@ -349,7 +375,9 @@ class Coordinator:
                 self._drain_updates(busy, updates, progress)
         asked = {id(busy) for busy in self._polls.values()}
         for busy in self._busy.values():
-            if id(busy) not in asked:
+            # A trial out for less than a period has had no time to finish an epoch worth asking
+            # about (and if it has, its result will carry it); short trials then cost no polls.
+            if id(busy) not in asked and now - busy.dispatched_at >= self.settings.progress_seconds:
                 self._polls[busy.worker.actor.poll.remote()] = busy
 
     def _drain_updates(self, busy: _Busy, updates, progress: CampaignProgress | None = None) -> None:
@@ -410,6 +438,7 @@ class Coordinator:
         progress = CampaignProgress(self.name, self.total, self._finished, enabled=self.settings.progress)
         self._sync_workers()
         next_control = next_grow = time.monotonic()
+        ready: list[ray.ObjectRef] = []
         try:
             while True:
                 now = time.monotonic()
@@ -420,12 +449,16 @@ class Coordinator:
                 if now >= next_grow and not self._cancelling:
                     self._sync_workers()
                     next_grow = now + self.settings.grow_seconds
-                if not self._cancelling:
-                    self._dispatch(progress)
+                # One transaction per turn: the results that came in, the epochs polled, the
+                # trials bred for the workers those results freed. Nothing waits inside it.
+                with self.store.batch():
+                    self._take_results(ready, progress)
+                    self._poll_progress(progress)
+                    outgoing = [] if self._cancelling else self._dispatch()
+                self._send(outgoing, progress)
                 if not self._busy and (self._cancelling or self._finished >= self.total):
                     break
-                self._collect(progress)
-                self._poll_progress(progress)
+                ready = self._wait_for_results()
         finally:
             progress.close()
         return self._conclude(time.monotonic() - started)

@@ -118,7 +118,7 @@ class GeneticSearcher:
             # Only the best top_n can be parents: stack those (in trial-number order, as the full
             # population would list them), not every trial seen, so a suggestion stays O(top_n).
             numbers = sorted(self._top)
-            population = np.stack([self._observed[n][0] for n in numbers])
+            population = np.array([self._observed[n][0] for n in numbers])
             fitnesses = np.array([self._observed[n][1] for n in numbers])
             choice = choose_parent(rng, population, fitnesses, self._parent_selection, self._top_n)
             parent, parents = choice.vector, tuple(numbers[row] for row in choice.rows)

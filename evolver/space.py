@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -110,21 +111,23 @@ class SearchSpace:
             by_name[name] = replace(by_name[name], **{key: float(value) for key, value in changes.items()})
         return SearchSpace(tuple(by_name[gene.name] for gene in self.genes))
 
-    @property
+    # Computed once per (immutable) space: the GA reads them for every child it breeds. The
+    # arrays are read-only, so no caller can change the space through them.
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(gene.name for gene in self.genes)
 
-    @property
+    @cached_property
     def gains(self) -> np.ndarray:
-        return np.array([gene.gain for gene in self.genes], dtype=float)
+        return _read_only([gene.gain for gene in self.genes])
 
-    @property
+    @cached_property
     def lowers(self) -> np.ndarray:
-        return np.array([gene.lower for gene in self.genes], dtype=float)
+        return _read_only([gene.lower for gene in self.genes])
 
-    @property
+    @cached_property
     def uppers(self) -> np.ndarray:
-        return np.array([gene.upper for gene in self.genes], dtype=float)
+        return _read_only([gene.upper for gene in self.genes])
 
     def vector(self, hyp: Mapping[str, float]) -> np.ndarray:
         """The values of `hyp` in gene order (KeyError naming a missing gene)."""
@@ -138,5 +141,10 @@ class SearchSpace:
         values = np.asarray(vector, dtype=float)
         if values.shape != (len(self.genes),):
             raise ValueError(f"expected a vector of {len(self.genes)} values, got shape {values.shape}")
-        return {name: float(value) for name, value in zip(self.names, values)}
+        return dict(zip(self.names, values.tolist()))  # tolist: Python floats
 
+
+def _read_only(values: list[float]) -> np.ndarray:
+    array = np.array(values, dtype=float)
+    array.flags.writeable = False
+    return array

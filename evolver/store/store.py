@@ -5,22 +5,26 @@ Contract (after Optuna's storage contract):
   change one return False (`start_trial`, `record_epoch`, `finish_trial`) or raise
   `TrialAlreadyFinished` (`requeue_trial`), and write nothing.
 - Each public call is one transaction: it is written whole or not at all. Bad input (unknown
-  status, campaign or trial, non-numeric values) raises before anything is written.
+  status, campaign or trial, non-numeric values) raises before anything is written. Calls made
+  inside `batch()` share one transaction instead (the coordinator's unit of work per loop turn):
+  all of the block is written, or, if anything in it raises, none of it.
 - Recording the same thing twice changes nothing: `add_trial` returns the stored trial,
   `finish_trial` returns False, an epoch is stored once per (trial, attempt, epoch),
   `close_generation` returns the row written the first time.
 - Calls carrying an `attempt` only apply to the trial's current attempt, so a late result of an
   attempt that was re-queued cannot overwrite the retry.
 
-Hot paths (`add_trial`, `start_trial`, `finish_trial`, `close_generation`) use Core statements
-with guarded UPDATEs (`WHERE status IN (pending, running) AND attempt = ?`): the guard is the
-check, so there is no read-then-write race and one round trip fewer.
+Hot paths (`add_trial`, `start_trial`, `finish_trial`, `record_epoch`, `close_generation`) run
+prepared Core statements on the driver's cursor (prepared.py) with guarded UPDATEs (`WHERE status
+IN (pending, running) AND attempt = ?`): the guard is the check, so there is no read-then-write
+race and one round trip fewer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,14 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
 
 from . import checks
 from .database import WRITE_OPTION, create_store_engine, sqlite_url, upgrade_to_head
 from .errors import CampaignNotFound, InvalidInput, TrialAlreadyFinished, TrialNotFound
+from .prepared import PreparedStatement
 from .models import (
     Artefact,
     Campaign,
@@ -67,40 +71,83 @@ EPOCHS = TrialEpoch.__table__
 IMPORTED = ImportedParentRow.__table__
 ARTEFACTS = Artefact.__table__
 
-_ACTIVE = TRIALS.c.status.in_(ACTIVE_TRIAL_STATUSES)
+# `or_` rather than `in_`: an IN list is expanded at execution, which prepared statements cannot do.
+_ACTIVE = or_(*(TRIALS.c.status == status for status in ACTIVE_TRIAL_STATUSES))
 _HASH_CHUNK = 1 << 20
 
-# Hot statements, built once with bind parameters: building a statement costs about as much as
-# running it on SQLite, and the coordinator runs these for every trial. WHERE parameters are
-# prefixed `w_` so they never clash with the columns being set.
-_CAMPAIGN_EXISTS = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.id == bindparam("w_campaign"))
-_TRIAL_STATE = select(TRIALS.c.id, TRIALS.c.status, TRIALS.c.attempt).where(
-    TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number"))
+
+def _insert(table, *columns: str):
+    """INSERT of these columns, each from the bind parameter of the same name."""
+    return insert(table).values({column: bindparam(column) for column in columns})
+
+
+# The coordinator's per-trial statements (see prepared.py), compiled once per dialect. WHERE
+# parameters are prefixed `w_` so they never clash with the columns being set.
+_CAMPAIGN_EXISTS = PreparedStatement(select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.id == bindparam("w_campaign")))
+_TRIAL_STATE = PreparedStatement(select(TRIALS.c.id, TRIALS.c.status, TRIALS.c.attempt).where(
+    TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number")))
 _CURRENT_ATTEMPT = (TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number"),
                     TRIALS.c.attempt == bindparam("w_attempt"), _ACTIVE)
-_INSERT_TRIAL = insert(TRIALS).returning(TRIALS.c.id)
-_INSERT_PARAMS = insert(PARAMS)
-_INSERT_PARENTS = insert(PARENTS)
-_INSERT_METRICS = insert(METRICS)
-# One INSERT per dialect that skips an epoch already stored (both spell it ON CONFLICT DO NOTHING);
-# RETURNING yields no row when it skipped (rowcount is no help: PostgreSQL reports -1 with RETURNING).
-_INSERT_EPOCH = {
-    name: dialect.insert(EPOCHS).on_conflict_do_nothing(index_elements=["trial_id", "attempt", "epoch"])
-    .returning(EPOCHS.c.id)
+# A trial number already stored is skipped, not an error: RETURNING then yields no row.
+_TRIAL_COLUMNS = ("campaign_id", "number", "generation", "status", "worker", "node_id", "node_ip", "gpu_id",
+                  "started_at", "attempt", "seed", "epochs_done")
+_INSERT_TRIAL = {
+    name: PreparedStatement(dialect.insert(TRIALS).values({c: bindparam(c) for c in _TRIAL_COLUMNS})
+                            .on_conflict_do_nothing(index_elements=["campaign_id", "number"])
+                            .returning(TRIALS.c.id))
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
-_START_TRIAL = update(TRIALS).where(*_CURRENT_ATTEMPT).values(
+_INSERT_PARAMS = PreparedStatement(_insert(PARAMS, "trial_id", "name", "value"))
+_INSERT_PARENTS = PreparedStatement(_insert(PARENTS, "trial_id", "position", "parent_number"))
+_INSERT_METRICS = PreparedStatement(_insert(METRICS, "trial_id", "name", "value"))
+# One INSERT per dialect that skips an epoch already stored (both spell it ON CONFLICT DO NOTHING);
+# RETURNING yields no row when it skipped (rowcount is no help: PostgreSQL reports -1 with RETURNING).
+_EPOCH_COLUMNS = ("trial_id", "attempt", "epoch", "metrics", "fitness", "recorded_at")
+_INSERT_EPOCH = {
+    name: PreparedStatement(dialect.insert(EPOCHS).values({c: bindparam(c) for c in _EPOCH_COLUMNS})
+                            .on_conflict_do_nothing(index_elements=["trial_id", "attempt", "epoch"])
+                            .returning(EPOCHS.c.id))
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
+_START_TRIAL = PreparedStatement(update(TRIALS).where(*_CURRENT_ATTEMPT).values(
     status="running", worker=bindparam("worker"), node_id=bindparam("node_id"), node_ip=bindparam("node_ip"),
-    gpu_id=bindparam("gpu_id"), started_at=bindparam("started_at"), ended_at=None)
-_FINISH_TRIAL = update(TRIALS).where(*_CURRENT_ATTEMPT).values(
+    gpu_id=bindparam("gpu_id"), started_at=bindparam("started_at"), ended_at=None))
+_FINISH_TRIAL = PreparedStatement(update(TRIALS).where(*_CURRENT_ATTEMPT).values(
     status=bindparam("status"), ended_at=bindparam("ended_at"), fitness=bindparam("fitness"),
     epochs_done=bindparam("epochs_done"), error=bindparam("error"), weights_path=bindparam("weights_path"),
-).returning(TRIALS.c.id)
-_GENERATION_TRIALS = select(TRIALS.c.number, TRIALS.c.status, TRIALS.c.fitness).where(
+).returning(TRIALS.c.id))
+_GENERATION_TRIALS = PreparedStatement(select(TRIALS.c.number, TRIALS.c.status, TRIALS.c.fitness).where(
     TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number >= bindparam("w_first"),
-    TRIALS.c.number < bindparam("w_end"))
+    TRIALS.c.number < bindparam("w_end")))
 _STORED_GENERATION = select(GENERATIONS).where(GENERATIONS.c.campaign_id == bindparam("w_campaign"),
                                                GENERATIONS.c.number == bindparam("w_number"))
+
+
+class _Batch:
+    """The connection and transaction of one `Store.batch()` block, opened on first use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        if self._connection is None:
+            connection = self._engine.connect()
+            connection.begin()
+            self._connection = connection
+        return self._connection
+
+    def end(self, *, commit: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if commit:
+                connection.commit()
+            else:
+                connection.rollback()
+        finally:
+            connection.close()
 
 
 def _now() -> datetime:
@@ -119,6 +166,7 @@ class Store:
         """Wrap an engine whose schema is already at head; use `Store.open` instead."""
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        self._local = threading.local()  # .batch: this thread's open `batch()`, if any
 
     # ----------------------------------------------------------------------------- lifecycle
     @classmethod
@@ -151,12 +199,47 @@ class Store:
         self.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make this thread's store calls inside the block one transaction (a unit of work).
+
+        Each call keeps its own contract (checks, idempotence, guarded updates); what changes is
+        that the block commits once at its end, or, if anything raises in it, rolls back as a
+        whole. Reads in the block see its writes. The transaction (a write transaction, so on
+        SQLite it holds the write lock) starts at the first call, so a block that makes none costs
+        nothing; keep blocks short and never wait on anything else inside one. Blocks do not nest.
+
+        The coordinator records a loop turn's results and dispatches that turn's trials in one
+        block: one commit where it would otherwise make two or more.
+        """
+        if getattr(self._local, "batch", None) is not None:
+            raise RuntimeError("Store.batch() blocks do not nest")
+        batch = _Batch(self._writer)
+        self._local.batch = batch
+        try:
+            yield
+        except BaseException:
+            batch.end(commit=False)
+            raise
+        else:
+            batch.end(commit=True)
+        finally:
+            self._local.batch = None
+
+    @contextmanager
     def _write(self) -> Iterator[Connection]:
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            yield batch.connection()
+            return
         with self._writer.begin() as connection:
             yield connection
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:  # read what the block wrote so far
+            yield batch.connection()
+            return
         with self._engine.connect() as connection:
             yield connection
 
@@ -202,7 +285,7 @@ class Store:
 
     @staticmethod
     def _require_campaign(conn: Connection, campaign_id: int) -> None:
-        if conn.execute(_CAMPAIGN_EXISTS, {"w_campaign": campaign_id}).first() is None:
+        if _CAMPAIGN_EXISTS.scalar(conn, {"w_campaign": campaign_id}) is None:
             raise CampaignNotFound(campaign_id)
 
     # ----------------------------------------------------------------------------- trials
@@ -227,23 +310,16 @@ class Store:
                 "node_id": checks.optional_text(running_on.get("node_id"), "node_id", 200),
                 "node_ip": checks.optional_text(running_on.get("node_ip"), "node_ip", 64),
                 "gpu_id": checks.optional_text(running_on.get("gpu_id"), "gpu_id", 64), "started_at": _now()}
-        try:  # optimistic: the unique (campaign, number) key and the campaign foreign key check it
-            with self._write() as conn:
-                trial_id = conn.execute(_INSERT_TRIAL, {
-                    "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
-                    "attempt": 1, "seed": seed, "epochs_done": 0}).scalar_one()
-                conn.execute(_INSERT_PARAMS, [{"trial_id": trial_id, "name": k, "value": v}
-                                              for k, v in hyp.items()])
-                if parent_numbers:
-                    conn.execute(_INSERT_PARENTS, [{"trial_id": trial_id, "position": i, "parent_number": p}
-                                                   for i, p in enumerate(parent_numbers)])
-        except IntegrityError:  # rolled back: nothing of this call was written
-            with self._read() as conn:
-                self._require_campaign(conn, campaign_id)
-                found = _load_trials(conn, campaign_id, number=number)
-            if found:
-                return found[0]
-            raise
+        with self._write() as conn:
+            self._require_campaign(conn, campaign_id)
+            trial_id = _INSERT_TRIAL[conn.dialect.name].scalar(conn, {
+                "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
+                "attempt": 1, "seed": seed, "epochs_done": 0})
+            if trial_id is None:  # stored already (its number's unique key said so): nothing written
+                return _load_trials(conn, campaign_id, number=number)[0]
+            _INSERT_PARAMS.many(conn, [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
+            _INSERT_PARENTS.many(conn, [{"trial_id": trial_id, "position": i, "parent_number": p}
+                                        for i, p in enumerate(parent_numbers)])
         return TrialRecord(
             campaign_id=campaign_id, number=number, generation=generation, attempt=1,
             hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,
@@ -260,7 +336,7 @@ class Store:
             "node_ip": checks.optional_text(node_ip, "node_ip", 64), "gpu_id": checks.optional_text(gpu_id, "gpu_id", 64),
             "started_at": checks.timestamp(started_at, "started_at") or _now()}
         with self._write() as conn:
-            if conn.execute(_START_TRIAL, values).rowcount == 1:
+            if _START_TRIAL.rowcount(conn, values) == 1:
                 return True
             self._trial_state(conn, campaign_id, number)  # raises if there is no such trial
             return False
@@ -282,7 +358,7 @@ class Store:
                 return False
             row = {"trial_id": trial_id, "attempt": attempt, "epoch": epoch, "metrics": values, "fitness": fitness,
                    "recorded_at": _now()}
-            return conn.execute(_INSERT_EPOCH[conn.dialect.name], row).first() is not None
+            return _INSERT_EPOCH[conn.dialect.name].scalar(conn, row) is not None
 
     def finish_trial(self, campaign_id: int, number: int, attempt: int, status: str, *, metrics: dict,
                      fitness: float | None, epochs_done: int, error: str | None = None,
@@ -305,18 +381,16 @@ class Store:
             "ended_at": checks.timestamp(ended_at, "ended_at") or _now()}
         values = checks.metrics(metrics)
         with self._write() as conn:
-            trial_id = conn.execute(_FINISH_TRIAL, result).scalar()
+            trial_id = _FINISH_TRIAL.scalar(conn, result)
             if trial_id is None:  # stale or repeated: nothing written, epochs included
                 self._trial_state(conn, campaign_id, number)
                 return False
             now = _now()  # the attempt was current and active a statement ago, in this transaction
             for epoch, epoch_metrics, epoch_fitness in epoch_rows:
-                conn.execute(_INSERT_EPOCH[conn.dialect.name], {
+                _INSERT_EPOCH[conn.dialect.name].scalar(conn, {
                     "trial_id": trial_id, "attempt": result["w_attempt"], "epoch": epoch, "metrics": epoch_metrics,
-                    "fitness": epoch_fitness, "recorded_at": now}).first()
-            if values:
-                conn.execute(_INSERT_METRICS, [{"trial_id": trial_id, "name": k, "value": v}
-                                               for k, v in values.items()])
+                    "fitness": epoch_fitness, "recorded_at": now})
+            _INSERT_METRICS.many(conn, [{"trial_id": trial_id, "name": k, "value": v} for k, v in values.items()])
             return True
 
     def requeue_trial(self, campaign_id: int, number: int) -> int:
@@ -388,11 +462,12 @@ class Store:
 
     def _trial_state(self, conn: Connection, campaign_id: int, number: int) -> tuple[int, str, int]:
         """(row id, status, attempt) of a trial; TrialNotFound / CampaignNotFound if absent."""
-        row = conn.execute(_TRIAL_STATE, {"w_campaign": campaign_id, "w_number": number}).first()
-        if row is None:
+        rows = _TRIAL_STATE.rows(conn, {"w_campaign": campaign_id, "w_number": number})
+        if not rows:
             self._require_campaign(conn, campaign_id)
             raise TrialNotFound(campaign_id, number)
-        return row.id, row.status, row.attempt
+        trial_id, status, attempt = rows[0]
+        return trial_id, status, attempt
 
     # ----------------------------------------------------------------------------- generations
     def close_generation(self, campaign_id: int, index: int, size: int) -> GenerationRecord | None:
@@ -407,17 +482,16 @@ class Store:
         size = checks.integer(size, "generation size", 1)
         first = index * size
         with self._write() as conn:
-            rows = conn.execute(_GENERATION_TRIALS,
-                                {"w_campaign": campaign_id, "w_first": first, "w_end": first + size}).all()
-            if len(rows) < size or any(row.status in ACTIVE_TRIAL_STATUSES for row in rows):
+            rows = _GENERATION_TRIALS.rows(conn, {"w_campaign": campaign_id, "w_first": first, "w_end": first + size})
+            if len(rows) < size or any(status in ACTIVE_TRIAL_STATUSES for _, status, _ in rows):
                 if not rows:
                     self._require_campaign(conn, campaign_id)
                 return None
             stored = conn.execute(_STORED_GENERATION, {"w_campaign": campaign_id, "w_number": index}).first()
             if stored is not None:
                 return _generation_record(stored)
-            completed = [row for row in rows if row.status == "completed"]
-            scored = [(row.fitness, row.number) for row in completed if row.fitness is not None]
+            completed = [(number, fitness) for number, status, fitness in rows if status == "completed"]
+            scored = [(fitness, number) for number, fitness in completed if fitness is not None]
             best_fitness = mean_fitness = best_trial = None
             if scored:
                 best_fitness, best_trial = max(scored, key=lambda item: (item[0], -item[1]))

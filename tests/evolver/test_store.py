@@ -414,3 +414,60 @@ def test_add_running_trial_and_finish_with_epochs_in_one_transaction(store, camp
     assert not store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.9, epochs_done=3,
                                   epochs=[(2, METRICS, 0.9)])
     assert len(store.epochs(campaign, 0)) == 2 and store.trial(campaign, 0).fitness == 0.5
+
+
+def test_batch_commits_its_calls_together_and_reads_see_them(store, campaign):
+    placed = {"worker": "gpu-0", "node_id": "n0", "node_ip": "127.0.0.1", "gpu_id": "0"}
+    store.add_trial(campaign, 0, 0, HYP, [], seed=1, running_on=placed)
+    with store.batch():
+        assert store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.4, epochs_done=1,
+                                  epochs=[(0, METRICS, 0.4)])
+        store.add_trial(campaign, 1, 0, HYP, [0], seed=2, running_on=placed)
+        assert store.trial(campaign, 0).status == "completed"  # the block reads its own writes
+        assert store.close_generation(campaign, 0, 2) is None  # trial 1 still running
+        with Store(store.engine) as outsider:  # another connection sees nothing before the commit
+            assert outsider.trial(campaign, 0).status == "running"
+            assert outsider.trials(campaign, ["running"])[0].number == 0
+    assert store.trial(campaign, 0).fitness == 0.4
+    assert store.trial(campaign, 1).status == "running" and store.trial(campaign, 1).parents == (0,)
+
+
+def test_batch_that_raises_writes_nothing(store, campaign):
+    store.add_trial(campaign, 0, 0, HYP, [], seed=1)
+    with pytest.raises(TrialNotFound), store.batch():
+        store.start_trial(campaign, 0, 1, worker="gpu-0", node_id="n", node_ip="127.0.0.1", gpu_id="0")
+        store.add_trial(campaign, 1, 0, HYP, [0], seed=2)
+        store.start_trial(campaign, 7, 1, worker="gpu-0", node_id="n", node_ip="127.0.0.1", gpu_id="0")
+    assert [t.number for t in store.trials(campaign)] == [0]
+    assert store.trial(campaign, 0).status == "pending"
+    with store.batch():  # the store is usable again, and an empty block writes nothing
+        pass
+    with pytest.raises(RuntimeError, match="nest"), store.batch(), store.batch():
+        pass
+
+
+def test_add_trial_for_a_missing_campaign_names_it_inside_a_batch_too(store, campaign):
+    with pytest.raises(CampaignNotFound):
+        store.add_trial(campaign + 99, 0, 0, HYP, [], seed=1)
+    with pytest.raises(CampaignNotFound), store.batch():
+        store.add_trial(campaign, 0, 0, HYP, [], seed=1)
+        store.add_trial(campaign + 99, 0, 0, HYP, [], seed=1)
+    assert store.trials(campaign) == []
+
+
+def test_prepared_statements_store_what_core_reads_back(store, campaign):
+    """Values bound by the driver-level path (datetimes, JSON, NULLs, floats) read back exactly
+    through SQLAlchemy Core on both backends."""
+    started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    store.add_trial(campaign, 0, 0, HYP, [], seed=2**31 - 1)
+    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="::1", gpu_id=None, started_at=started)
+    odd = {**METRICS, "precision": float("nan"), "recall": 1e-300}
+    store.finish_trial(campaign, 0, 1, "completed", metrics=odd, fitness=0.123456789012345, epochs_done=1,
+                       epochs=[(0, odd, None)], ended_at=started.timestamp() + 1.5)
+    trial = store.trial(campaign, 0)
+    assert trial.started_at == started and trial.gpu_id is None and trial.seed == 2**31 - 1
+    assert (trial.ended_at - started).total_seconds() == pytest.approx(1.5)
+    assert trial.fitness == 0.123456789012345 and trial.metrics["recall"] == 1e-300
+    assert math.isnan(trial.metrics["precision"])
+    (epoch,) = store.epochs(campaign, 0)
+    assert epoch.fitness is None and math.isnan(epoch.metrics["precision"]) and epoch.metrics["map"] == 0.2

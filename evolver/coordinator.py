@@ -193,7 +193,8 @@ class Coordinator:
         for handle in self.pool.sync():
             self._locations[handle.name] = handle.actor.location.remote()
         for handle in self.pool.workers:
-            self._locations.setdefault(handle.name, handle.actor.location.remote())
+            if handle.name not in self._locations:
+                self._locations[handle.name] = handle.actor.location.remote()
 
     def _idle_workers(self) -> list[WorkerHandle]:
         """Placed, live workers with nothing to do (a worker whose GPU is not there yet is not idle)."""

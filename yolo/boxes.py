@@ -117,7 +117,10 @@ def nms(
     """
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
-    order = scores.argsort(descending=True)
+    # Stable: equal scores keep their input order, so ties resolve the same way every time
+    # (an unstable sort may keep either of two tied, overlapping boxes, and with it change what
+    # else survives).
+    order = scores.argsort(descending=True, stable=True)
     sorted_boxes = boxes[order]
     limit = max_keep if max_keep is not None else sorted_boxes.shape[0]
     kept_idx: list[torch.Tensor] = []
@@ -194,7 +197,7 @@ def non_max_suppression(
             out.append(torch.zeros((0, 6), device=prediction.device))
             continue
         if det.shape[0] > max_candidates:
-            det = det[det[:, 4].argsort(descending=True)[:max_candidates]]
+            det = det[det[:, 4].argsort(descending=True, stable=True)[:max_candidates]]
         keep = batched_nms(det[:, :4], det[:, 4], det[:, 5], iou_threshold, max_det)
         out.append(det[keep])
     return out

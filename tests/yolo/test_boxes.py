@@ -7,7 +7,7 @@ from yolo.boxes import (
 
 
 def _textbook_nms(boxes, scores, threshold):
-    order = scores.argsort(descending=True)
+    order = scores.argsort(descending=True, stable=True)
     iou = box_iou(boxes[order], boxes[order])
     suppressed = torch.zeros(len(boxes), dtype=torch.bool)
     keep = []
@@ -26,6 +26,23 @@ def test_blocked_nms_equals_textbook_greedy():
         boxes, scores = torch.cat((xy, xy + wh), 1), torch.rand(n, generator=g)
         for threshold in (0.3, 0.6):
             assert nms(boxes, scores, threshold).tolist() == _textbook_nms(boxes, scores, threshold)
+
+
+def test_tied_scores_resolve_by_input_order_and_duplicates_change_nothing():
+    # A and B tie and overlap; C overlaps B only. Keeping A (the earlier) suppresses B, so C
+    # survives; an order that put B first would drop both A and C.
+    boxes = torch.tensor([[0, 0, 10, 10], [4, 0, 14, 10], [9, 0, 19, 10.0]])
+    scores = torch.tensor([0.5, 0.5, 0.4])
+    assert nms(boxes, scores, 0.3).tolist() == [0, 2]
+    # Every candidate twice (a model ensembled with itself) keeps the same boxes, many ties or not.
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        xy = torch.rand(600, 2, generator=g) * 100
+        boxes = torch.cat((xy, xy + torch.rand(600, 2, generator=g) * 40 + 1), 1)
+        scores = torch.randint(0, 8, (600,), generator=g).float() / 8  # heavy ties
+        alone = boxes[nms(boxes, scores, 0.6)]
+        pooled = torch.cat((boxes, boxes))[nms(torch.cat((boxes, boxes)), torch.cat((scores, scores)), 0.6)]
+        assert torch.equal(alone, pooled)
 
 
 def test_nms_max_keep_and_per_class():

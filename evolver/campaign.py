@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from evolver.fitness import DEFAULT_FITNESS_WEIGHTS
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 

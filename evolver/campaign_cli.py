@@ -229,7 +229,7 @@ def show_best(args: argparse.Namespace) -> int:
 def import_csv(args: argparse.Namespace) -> int:
     from evolver.campaign import CampaignSpec
     from evolver.exchange import read_evolve_csv
-    from evolver.fitness import fitness
+    from yolo.fitness import fitness
 
     with _open_store(args) as store:
         record = store.campaign(args.campaign)

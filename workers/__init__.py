@@ -15,7 +15,6 @@ from workers.spec import (
     TrialOutcome,
     TrialResult,
     TrialSpec,
-    weighted_fitness,
 )
 from workers.trainers import SleepTrialTrainer, TrialTrainer, YoloTrialTrainer, build_trainer
 
@@ -23,5 +22,5 @@ __all__ = [
     "DEFAULT_FITNESS_WEIGHTS", "METRIC_KEYS", "SYNTHETIC_DATA", "TRAIN_LOSS_KEYS", "EpochUpdate",
     "SleepTrialTrainer", "TrialOutcome", "TrialResult", "TrialSpec", "TrialTrainer", "TrialWorker",
     "WorkerHandle", "WorkerPool", "YoloTrialTrainer", "build_trainer", "cpu_worker_share", "describe_error",
-    "start_worker", "weighted_fitness",
+    "start_worker",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_FITNESS_WEIGHTS = (0.0, 0.0, 0.1, 0.9)  # P, R, mAP@0.5, mAP@0.5:0.95 (YOLOv5's)
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 
 # The final metrics of a trial, in the order fitness weights refer to the first four.
 METRIC_KEYS = ("precision", "recall", "map50", "map", "val_box_loss", "val_obj_loss", "val_cls_loss")
@@ -96,7 +96,3 @@ class TrialOutcome:
     stopped: bool
     train_seconds: float
 
-
-def weighted_fitness(metrics: dict[str, float], weights: tuple[float, ...]) -> float:
-    """weights · [precision, recall, map50, map] (YOLOv5's fitness; weights from the spec)."""
-    return float(sum(w * float(metrics[k]) for w, k in zip(weights, METRIC_KEYS[:4])))

@@ -27,8 +27,8 @@ from workers.spec import (
     EpochUpdate,
     TrialOutcome,
     TrialSpec,
-    weighted_fitness,
 )
+from yolo.fitness import fitness
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class YoloTrialTrainer:
             metrics = epoch_metrics(epoch_report)
             finished.append(metrics)
             report(EpochUpdate(spec.campaign_id, spec.number, spec.attempt, epoch_report.epoch,
-                               epoch_report.epochs, metrics, weighted_fitness(metrics, spec.fitness_weights)))
+                               epoch_report.epochs, metrics, fitness(metrics, spec.fitness_weights)))
             return False
 
         try:
@@ -136,7 +136,7 @@ class YoloTrialTrainer:
             metrics = final_metrics(finished[-1]) if finished else {}
             best = Path(out_dir) / "weights" / "best.pt"
             return TrialOutcome(
-                metrics=metrics, fitness=weighted_fitness(metrics, spec.fitness_weights) if metrics else None,
+                metrics=metrics, fitness=fitness(metrics, spec.fitness_weights) if metrics else None,
                 epochs_done=len(finished),
                 weights_path=str(best) if best.is_file() else None, stopped=True,
                 train_seconds=clock.seconds_since_start(),
@@ -144,7 +144,7 @@ class YoloTrialTrainer:
         train_seconds = clock.seconds_since_start()
         metrics = final_metrics(finished[-1])  # the last epoch's, as YOLOv5's evolution scores
         return TrialOutcome(
-            metrics=metrics, fitness=weighted_fitness(metrics, spec.fitness_weights),
+            metrics=metrics, fitness=fitness(metrics, spec.fitness_weights),
             epochs_done=result.epochs_completed,
             weights_path=str(result.weights) if Path(result.weights).is_file() else None,
             stopped=False, train_seconds=train_seconds,
@@ -208,7 +208,7 @@ class SleepTrialTrainer:
                 time.sleep(min(self.poll_seconds, left))
             metrics = _made_up_metrics(quality, (epoch + 1) / epochs, rng)
             report(EpochUpdate(spec.campaign_id, spec.number, spec.attempt, epoch, epochs, metrics,
-                               weighted_fitness(metrics, spec.fitness_weights)))
+                               fitness(metrics, spec.fitness_weights)))
         return self._outcome(metrics, spec, epochs, stopped=False, start=start)
 
     @staticmethod
@@ -216,7 +216,7 @@ class SleepTrialTrainer:
                  start: float) -> TrialOutcome:
         final = final_metrics(metrics) if metrics else {}
         return TrialOutcome(
-            metrics=final, fitness=weighted_fitness(final, spec.fitness_weights) if final else None,
+            metrics=final, fitness=fitness(final, spec.fitness_weights) if final else None,
             epochs_done=epochs_done, weights_path=None, stopped=stopped,
             train_seconds=time.perf_counter() - start,
         )

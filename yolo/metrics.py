@@ -18,10 +18,14 @@ no crowd boxes) and vectorises the work:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS, FITNESS_METRICS
+from yolo.fitness import fitness as weighted_fitness
 
 # Built exactly as COCOeval builds them, so threshold comparisons agree bit for bit.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -59,9 +63,9 @@ class DetectionMetrics:
         return np.array([self.precision, self.recall, self.map50, self.map])
 
 
-def fitness(metrics: DetectionMetrics, weights: tuple[float, ...] = (0.0, 0.0, 0.1, 0.9)) -> float:
-    """Weighted sum of [P, R, mAP@0.5, mAP@0.5:0.95]: the single number the GA maximises."""
-    return float(np.dot(np.asarray(weights, dtype=float), metrics.as_vector()))
+def fitness(metrics: DetectionMetrics, weights: Sequence[float] = DEFAULT_FITNESS_WEIGHTS) -> float:
+    """The fitness (`yolo.fitness`) of these validation metrics."""
+    return weighted_fitness({key: getattr(metrics, key) for key in FITNESS_METRICS}, weights)
 
 
 def _to_numpy(x: torch.Tensor | np.ndarray, columns: int, what: str) -> np.ndarray:

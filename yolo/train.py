@@ -33,7 +33,8 @@ from yolo.model import build_model
 from yolo.optim import NOMINAL_BATCH, Schedule, accumulation_steps, build_optimizer
 from yolo.results import ResultsWriter
 from yolo.anchors import anchors_for_levels, best_possible_recall, label_box_sizes
-from yolo.val import DEFAULT_FITNESS_WEIGHTS, ValResult, inference_copy, validate
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
+from yolo.val import ValResult, inference_copy, validate
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from torch import nn
 from tqdm import tqdm
 
 from yolo.boxes import non_max_suppression, scale_boxes, xywh2xyxy
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from yolo.metrics import DetectionEvaluator, DetectionMetrics, fitness
 
-DEFAULT_FITNESS_WEIGHTS = (0.0, 0.0, 0.1, 0.9)
 
 LossFn = Callable[[list[torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evolver.fitness import DEFAULT_FITNESS_WEIGHTS, fitness
+from yolo.fitness import DEFAULT_FITNESS_WEIGHTS, fitness
 from evolver.space import Gene, SearchSpace
 from yolo.hyp import Hyperparameters
 

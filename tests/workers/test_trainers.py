@@ -17,8 +17,8 @@ from workers import (
     TrialWorker,
     YoloTrialTrainer,
     cpu_worker_share,
-    weighted_fitness,
 )
+from yolo.fitness import fitness
 from yolo.hyp import Hyperparameters
 
 TINY = {"cfg": "yolov5n", "epochs": 1, "img_size": 64, "batch_size": 16, "loader_workers": 0}
@@ -42,7 +42,7 @@ def test_yolo_trainer_trains_reports_and_second_trial_decodes_nothing(tiny_synth
 
     assert not outcome.stopped and outcome.epochs_done == 1
     assert tuple(outcome.metrics) == METRIC_KEYS
-    assert outcome.fitness == pytest.approx(weighted_fitness(outcome.metrics, (0.0, 0.0, 0.1, 0.9)))
+    assert outcome.fitness == pytest.approx(fitness(outcome.metrics, (0.0, 0.0, 0.1, 0.9)))
     assert outcome.weights_path == str(tmp_path / "t0" / "weights" / "best.pt")
     assert Path(outcome.weights_path).is_file()
     assert 0 < outcome.train_seconds

@@ -1,9 +1,10 @@
-"""Campaign fitness: the one number the GA maximises.
+"""Fitness: the one number a trial is ranked by, weights · [P, R, mAP@0.5, mAP@0.5:0.95].
 
-YOLOv5 fixes the weights at [0, 0, 0.1, 0.9] over [P, R, mAP@0.5, mAP@0.5:0.95]; a campaign may
-choose its own (say, recall-heavy for a safety detector), so the weights are an argument rather
-than a constant. This works on plain metric dicts (SQL rows, worker results, imported CSV rows),
-which is why it does not reuse `yolo.metrics.fitness` and its torch-side metric objects.
+YOLOv5 fixes the weights at [0, 0, 0.1, 0.9]; a campaign may choose its own (say, recall-heavy
+for a safety detector), so they are an argument. One definition for everyone who scores: the
+validator, the worker that reports each epoch (pruning ranks by it), the coordinator and the
+`evolve.csv` importer. It takes plain metric dicts and imports nothing heavy, so the
+coordinator's side can use it without torch.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ LauncherFactory = Callable[[ApiSettings, str], Launcher]
 
 def ray_job_launcher(settings: ApiSettings, db_url: str) -> Launcher:
     return RayJobLauncher(db_url, address=settings.ray_address, num_cpus=settings.ray_num_cpus,
-                          cancel_grace_seconds=settings.cancel_grace_seconds)
+                          cancel_grace_seconds=settings.cancel_grace_seconds, watch_seconds=settings.job_watch_seconds)
 
 
 def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = ray_job_launcher) -> FastAPI:

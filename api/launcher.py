@@ -9,6 +9,11 @@ of this process on an already initialised local Ray: a single-process mode for t
 
 A cancel is a row in SQL first (the coordinator reads it and stops its trials within seconds); the
 launcher only stops the job if it has not ended by itself after a grace period.
+
+A coordinator records how its campaign ended, unless it never gets to: its job failed before it
+started, it crashed, someone ran `ray job stop`, its node went away. `RayJobLauncher` therefore
+watches the jobs it submitted, and a job that ends while SQL still says queued / running marks its
+campaign failed with the job's own message (`evolver resume` or POST .../resume runs it again).
 """
 
 from __future__ import annotations
@@ -155,15 +160,19 @@ class RayJobLauncher:
     """Submits each campaign as a Ray job, to `address` or to a local head started at first use."""
 
     def __init__(self, db_url: str, *, address: str | None = None, num_cpus: int | None = None,
-                 cancel_grace_seconds: float = 10.0) -> None:
+                 cancel_grace_seconds: float = 10.0, watch_seconds: float = 5.0) -> None:
         self.db_url = db_url
         self.address = address
         self.num_cpus = num_cpus
         self.cancel_grace_seconds = cancel_grace_seconds
+        self.watch_seconds = watch_seconds
         self._lock = threading.Lock()
         self._client = None
         self._head: LocalRayHead | None = None
         self._pending_stops: dict[str, threading.Timer] = {}
+        self._watched: dict[str, int] = {}  # job id -> campaign id, until the job ends
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
         self._closed = False
 
     def _jobs(self):
@@ -189,16 +198,61 @@ class RayJobLauncher:
 
     def submit(self, campaign_id: int) -> str:
         try:
-            return self._jobs().submit_job(entrypoint=coordinator_command(campaign_id, self.db_url),
-                                           runtime_env={"env_vars": dict(JOB_ENV)},
-                                           metadata={"evolver_campaign": str(campaign_id)})
+            job_id = self._jobs().submit_job(entrypoint=coordinator_command(campaign_id, self.db_url),
+                                             runtime_env={"env_vars": dict(JOB_ENV)},
+                                             metadata={"evolver_campaign": str(campaign_id)})
         except LaunchError:
             raise
         except Exception as err:
             raise LaunchError(f"submitting campaign {campaign_id} to Ray failed: {err}") from err
+        self._watch(job_id, campaign_id)
+        return job_id
 
     def job_status(self, job_id: str) -> str:
         return str(self._jobs().get_job_status(job_id))
+
+    def stop(self, job_id: str) -> None:
+        """Stop a job now, as `ray job stop` would (the watcher then records what that did)."""
+        self._jobs().stop_job(job_id)
+
+    # ------------------------------------------------------------------------- watching jobs
+    def _watch(self, job_id: str, campaign_id: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._watched[job_id] = campaign_id
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch_jobs, name="ray-job-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch_jobs(self) -> None:
+        while not self._closing.wait(self.watch_seconds):
+            with self._lock:
+                watched, client = dict(self._watched), self._client
+            for job_id, campaign_id in watched.items():
+                try:
+                    info = client.get_job_info(job_id)
+                except Exception as err:  # the Jobs API is briefly unreachable: ask again next round
+                    log.debug("job watcher: %s: %s", job_id, err)
+                    continue
+                if str(info.status) in ENDED_JOB_STATES:
+                    with self._lock:
+                        self._watched.pop(job_id, None)
+                    self._job_ended(campaign_id, job_id, str(info.status), info.message)
+
+    def _job_ended(self, campaign_id: int, job_id: str, state: str, message: str | None) -> None:
+        """The job is over; if its campaign still looks alive in SQL, nobody is running it."""
+        try:
+            with Store.open(self.db_url) as store:
+                campaign = store.campaign(campaign_id)
+                if campaign.job_id != job_id or campaign.status not in ("queued", "running"):
+                    return  # it recorded its own end, or a newer job runs it now
+                reason = f"Ray job {job_id} ended {state} before the coordinator recorded an end"
+                store.set_campaign_status(campaign_id, "failed",
+                                          error=f"{reason}: {message}" if message else reason)
+            log.warning("campaign %d: %s", campaign_id, reason)
+        except Exception as err:  # noqa: BLE001 -- the watcher must outlive a database hiccup
+            log.warning("campaign %d: could not record the end of job %s: %s", campaign_id, job_id, err)
 
     def cancelled(self, campaign_id: int, job_id: str | None) -> None:
         if not job_id:
@@ -237,6 +291,10 @@ class RayJobLauncher:
             self._closed = True
             pending = dict(self._pending_stops)
             self._pending_stops.clear()
+            watcher, self._watcher = self._watcher, None
+        self._closing.set()
+        if watcher is not None:
+            watcher.join(timeout=30)
         for job_id, timer in pending.items():  # cancels asked for must still end their jobs
             timer.cancel()
             self._stop_job(*timer.args)

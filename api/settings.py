@@ -38,6 +38,9 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(256 << 10, ge=1024, description="largest uploaded spec / hyp file (413 beyond)")
     cancel_grace_seconds: float = Field(10.0, ge=0.0, description="after a cancel, time the coordinator gets to "
                                                                   "stop its trials before its Ray job is stopped")
+    job_watch_seconds: float = Field(5.0, gt=0.0, le=300.0, description="how often the Ray jobs of running "
+                                     "campaigns are checked; a job that ended without its coordinator recording "
+                                     "an end marks its campaign failed")
     read_cache_seconds: float = Field(1.0, ge=0.0, le=60.0, description="GETs of campaign resources are "
                                       "answered from memory for this long (0 = off); writes empty the cache")
     host: str = "127.0.0.1"

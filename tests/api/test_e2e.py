@@ -1,19 +1,21 @@
 """End to end through Ray's Jobs API: the app starts its own Ray head on 127.0.0.1, a small real
 campaign (yolov5n, 1 epoch at 64 px on the tiny synthetic dataset, 2 generations of 1) is submitted
 over HTTP, runs as a Ray job (`python -m evolver run --campaign ID --db URL`), and its
-hyp_evolved.yaml download equals the best trial's hyperparameters in SQL. Shutting the app down
-stops the head: no Ray process of ours is left."""
+hyp_evolved.yaml download equals the best trial's hyperparameters in SQL. A second campaign's job
+stopped from outside (`ray job stop`) leaves that campaign failed, with the reason, instead of
+running forever. Shutting the app down stops the head: no Ray process of ours is left."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 import yaml
 
 from api.app import create_app
 from evolver.store import Store
-from tests.api.conftest import api_settings, wait_for
+from tests.api.conftest import api_settings, sleep_spec, wait_for
 
 from fastapi.testclient import TestClient
 
@@ -25,7 +27,7 @@ def _our_ray_processes(temp_prefix: str = "/tmp/evray") -> list[str]:
 
 @pytest.mark.slow
 def test_campaign_runs_as_a_ray_job_and_hyp_evolved_matches_sql(tmp_path, tiny_synthetic):
-    settings = api_settings(tmp_path, ray_num_cpus=2, cancel_grace_seconds=1.0)
+    settings = api_settings(tmp_path, ray_num_cpus=2, cancel_grace_seconds=1.0, job_watch_seconds=0.5)
     settings = settings.model_copy(update={"data_roots": [tiny_synthetic.parent]})
     spec = {"name": "e2e", "data": str(tiny_synthetic), "epochs": 1, "img_size": 64, "batch_size": 16,
             "generations": 2, "population": 1, "keep_top_k": 1}
@@ -49,5 +51,18 @@ def test_campaign_runs_as_a_ray_job_and_hyp_evolved_matches_sql(tmp_path, tiny_s
         assert weights["trial_number"] == best.number
         blob = client.get(weights["url"])
         assert blob.status_code == 200 and len(blob.content) == weights["size"]
+
+        stopped = client.post("/campaigns", json=sleep_spec(name="stopped", generations=500, population=1))
+        assert stopped.status_code == 201, stopped.text
+        stopped = stopped.json()
+        deadline = time.monotonic() + 90
+        while client.get(f"/campaigns/{stopped['id']}").json()["trials_finished"] < 1:
+            assert time.monotonic() < deadline, "no trial of the second campaign finished"
+            time.sleep(0.2)
+        client.app.state.launcher.stop(stopped["job_id"])  # what `ray job stop` does: the driver is killed
+        ended = wait_for(client, stopped["id"], timeout=60)
+        assert ended["status"] == "failed", ended
+        assert stopped["job_id"] in ended["error"] and "STOPPED" in ended["error"]
+        assert 0 < ended["trials_finished"] < 500
     leftovers = _our_ray_processes()
     assert not leftovers, leftovers

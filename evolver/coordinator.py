@@ -5,9 +5,9 @@ One loop, no threads. Each turn records the results that came in, polls the busy
 per-epoch progress (record it, prune by the median rule) and breeds a trial for every idle worker,
 all in one SQL transaction; then it sends those trials out and waits up to `poll_seconds` for the
 next result. Now and then it checks the campaign's status in SQL (cancel) and grows the pool when
-GPUs join. All state lives in SQL, so a coordinator
-that dies is replaced by running the same campaign again: completed trials stay, interrupted ones
-run again with attempt + 1, and the total number of trials stays exact.
+GPUs join. All state lives in SQL, so a coordinator that dies is replaced by running the same
+campaign again: completed trials stay, interrupted ones run again with attempt + 1, and the total
+number of trials stays exact.
 """
 
 from __future__ import annotations
@@ -376,8 +376,9 @@ class Coordinator:
                 self._drain_updates(busy, updates, progress)
         asked = {id(busy) for busy in self._polls.values()}
         for busy in self._busy.values():
-            # A trial out for less than a period has had no time to finish an epoch worth asking
-            # about (and if it has, its result will carry it); short trials then cost no polls.
+            # A trial out for less than a period is not asked yet: what it reported meanwhile
+            # waits in its worker's queue for the next poll or comes back with its result, so
+            # nothing is lost, and trials shorter than a period cost no poll at all.
             if id(busy) not in asked and now - busy.dispatched_at >= self.settings.progress_seconds:
                 self._polls[busy.worker.actor.poll.remote()] = busy
 

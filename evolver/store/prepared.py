@@ -84,7 +84,6 @@ class PreparedStatement:
         return found
 
 
-
 def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect)
     if compiled.post_compile_params:
@@ -103,7 +102,7 @@ def _compile(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     return _Compiled(sql=str(compiled), names=names, positional=compiled.positional, slots=tuple(slots))
 
 
-def _bind(compiled: _Compiled, params: Mapping[str, Any]) -> tuple | list | dict:
+def _bind(compiled: _Compiled, params: Mapping[str, Any]) -> tuple | dict:
     try:
         values = [literal if is_literal else params[name] if convert is None else convert(params[name])
                   for name, is_literal, literal, convert in compiled.slots]

@@ -101,7 +101,6 @@ class Coordinator:
         self.total = self.spec.total_trials
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
-        self._busy_workers: set[str] = set()  # names of the workers in _busy
         self._locations: dict[str, ray.ObjectRef | dict] = {}  # worker -> pending ref or location
         self._counts = {status: 0 for status in FINISHED}
         self._next_number = 0
@@ -198,9 +197,10 @@ class Coordinator:
 
     def _idle_workers(self) -> list[WorkerHandle]:
         """Placed, live workers with nothing to do (a worker whose GPU is not there yet is not idle)."""
+        busy = {b.worker.name for b in self._busy.values()}
         idle = []
         for handle in self.pool.workers:
-            if handle.name in self._busy_workers:
+            if handle.name in busy:
                 continue
             location = self._locations.get(handle.name)
             if isinstance(location, ray.ObjectRef):
@@ -263,7 +263,6 @@ class Coordinator:
                 weights=self.spec.weights, freeze=self.spec.freeze,
             )
             outgoing.append(_Outgoing(handle, trial, spec, dispatched_at))
-            self._busy_workers.add(handle.name)
         return outgoing
 
     def _send(self, outgoing: list[_Outgoing], progress: CampaignProgress) -> None:
@@ -290,7 +289,6 @@ class Coordinator:
     def _take_results(self, ready: list[ray.ObjectRef], progress: CampaignProgress) -> None:
         for ref in ready:
             busy = self._busy.pop(ref)
-            self._busy_workers.discard(busy.worker.name)
             try:
                 result: TrialResult = ray.get(ref)
             except RayActorError as err:

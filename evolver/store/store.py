@@ -76,9 +76,25 @@ _ACTIVE = or_(*(TRIALS.c.status == status for status in ACTIVE_TRIAL_STATUSES))
 _HASH_CHUNK = 1 << 20
 
 
+def _bound(columns: Sequence[str]) -> dict[str, object]:
+    """Each column's value from the bind parameter of the same name."""
+    return {column: bindparam(column) for column in columns}
+
+
 def _insert(table, *columns: str):
     """INSERT of these columns, each from the bind parameter of the same name."""
-    return insert(table).values({column: bindparam(column) for column in columns})
+    return insert(table).values(_bound(columns))
+
+
+def _insert_unless_stored(table, unique: Sequence[str], *columns: str) -> dict[str, PreparedStatement]:
+    """Per dialect, an INSERT that skips a row whose `unique` key is stored already (both spell it
+    ON CONFLICT DO NOTHING); RETURNING then yields no row (rowcount is no help: PostgreSQL reports
+    -1 with RETURNING)."""
+    return {
+        name: PreparedStatement(dialect.insert(table).values(_bound(columns))
+                                .on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id))
+        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+    }
 
 
 # The coordinator's per-trial statements (see prepared.py), compiled once per dialect. WHERE
@@ -88,27 +104,16 @@ _TRIAL_STATE = PreparedStatement(select(TRIALS.c.id, TRIALS.c.status, TRIALS.c.a
     TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number")))
 _CURRENT_ATTEMPT = (TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number"),
                     TRIALS.c.attempt == bindparam("w_attempt"), _ACTIVE)
-# A trial number already stored is skipped, not an error: RETURNING then yields no row.
-_TRIAL_COLUMNS = ("campaign_id", "number", "generation", "status", "worker", "node_id", "node_ip", "gpu_id",
-                  "started_at", "attempt", "seed", "epochs_done")
-_INSERT_TRIAL = {
-    name: PreparedStatement(dialect.insert(TRIALS).values({c: bindparam(c) for c in _TRIAL_COLUMNS})
-                            .on_conflict_do_nothing(index_elements=["campaign_id", "number"])
-                            .returning(TRIALS.c.id))
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+# A trial number already stored is skipped, not an error.
+_INSERT_TRIAL = _insert_unless_stored(
+    TRIALS, ("campaign_id", "number"), "campaign_id", "number", "generation", "status", "worker", "node_id",
+    "node_ip", "gpu_id", "started_at", "attempt", "seed", "epochs_done")
 _INSERT_PARAMS = PreparedStatement(_insert(PARAMS, "trial_id", "name", "value"))
 _INSERT_PARENTS = PreparedStatement(_insert(PARENTS, "trial_id", "position", "parent_number"))
 _INSERT_METRICS = PreparedStatement(_insert(METRICS, "trial_id", "name", "value"))
-# One INSERT per dialect that skips an epoch already stored (both spell it ON CONFLICT DO NOTHING);
-# RETURNING yields no row when it skipped (rowcount is no help: PostgreSQL reports -1 with RETURNING).
-_EPOCH_COLUMNS = ("trial_id", "attempt", "epoch", "metrics", "fitness", "recorded_at")
-_INSERT_EPOCH = {
-    name: PreparedStatement(dialect.insert(EPOCHS).values({c: bindparam(c) for c in _EPOCH_COLUMNS})
-                            .on_conflict_do_nothing(index_elements=["trial_id", "attempt", "epoch"])
-                            .returning(EPOCHS.c.id))
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-}
+# An epoch already stored is skipped: progress polls and the final result may both carry it.
+_INSERT_EPOCH = _insert_unless_stored(
+    EPOCHS, ("trial_id", "attempt", "epoch"), "trial_id", "attempt", "epoch", "metrics", "fitness", "recorded_at")
 _START_TRIAL = PreparedStatement(update(TRIALS).where(*_CURRENT_ATTEMPT).values(
     status="running", worker=bindparam("worker"), node_id=bindparam("node_id"), node_ip=bindparam("node_ip"),
     gpu_id=bindparam("gpu_id"), started_at=bindparam("started_at"), ended_at=None))

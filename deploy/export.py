@@ -16,7 +16,7 @@ import torch
 from deploy.onnx_export import OnnxExportOptions, export_onnx
 from deploy.onnx_runtime import ImageSource, OnnxDetector, postprocess, prepare_batch
 from deploy.tensorrt_engine import SKIP_REASON, EngineOptions, build_engine, tensorrt_available
-from deploy.wts import write_wts
+from deploy.wts import tensorrtx_tensors, write_wts
 
 FORMATS = ("onnx", "engine", "wts")
 SUFFIXES = {"onnx": ".onnx", "engine": ".engine", "wts": ".wts"}
@@ -95,7 +95,7 @@ def export_weights(
                                        EngineOptions(workspace_gib, half, batch, size))
             exported.append(_describe(engine_path, "engine"))
     if "wts" in wanted:
-        exported.append(_describe(write_wts(model.state_dict(), out / f"{weights.stem}.wts"), "wts"))
+        exported.append(_describe(write_wts(tensorrtx_tensors(model), out / f"{weights.stem}.wts"), "wts"))
     return exported
 
 

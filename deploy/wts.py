@@ -4,7 +4,10 @@ Format: the first line is the number of tensors; then one line per tensor,
 `name count hex hex ...`, each value a big-endian IEEE float32 written as 8 hex digits. We write
 the *unfused* state dict (conv weights and BatchNorm parameters separately, anchors in grid units,
 integer buffers as floats) because that is what those builders fold themselves; the parameter
-names follow YOLOv5's (`model.0.conv.weight`, `model.24.m.0.bias`, ...).
+names follow YOLOv5's (`model.0.conv.weight`, `model.24.m.0.bias`, ...). TensorRTx's yolov5
+builder also needs two tensors its `gen_wts.py` adds right after `model.24.anchors`:
+`model.24.anchor_grid` (the anchors in pixels, which its C++ reads for decoding) and
+`model.24.strides` (which it asserts on); `tensorrtx_tensors` puts them there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,20 @@ import numpy as np
 import torch
 
 _BIG_ENDIAN_F32 = np.dtype(">f4")
+
+
+def tensorrtx_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The detector's state dict in order, with the Detect layer's `anchor_grid` (pixels) and
+    `strides` inserted after its `anchors`, as TensorRTx's yolov5 builder expects them."""
+    detect = model.detect
+    prefix = next(name for name, module in model.named_modules() if module is detect)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        tensors[name] = tensor
+        if name == f"{prefix}.anchors":
+            tensors[f"{prefix}.anchor_grid"] = tensor * detect.stride.view(-1, 1, 1)
+            tensors[f"{prefix}.strides"] = detect.stride
+    return tensors
 
 
 def write_wts(state: Mapping[str, torch.Tensor | np.ndarray], path: str | Path) -> Path:

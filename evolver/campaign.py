@@ -41,7 +41,8 @@ class CampaignSpec(BaseModel):
     name: str = Field("campaign", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     # Training of every trial (DESIGN.md: one trial is YOLOv5's 10-epoch fine-tune by default).
     data: str = Field(SYNTHETIC, description="data yaml (YOLO format) or 'synthetic' for the built-in dataset")
-    cfg: Literal["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"] = "yolov5n"
+    cfg: Literal["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"] | None = Field(
+        None, description="model size; default: the architecture of `weights`, else yolov5n")
     weights: str | None = Field(None, description="checkpoint every trial fine-tunes from (default: scratch)")
     freeze: tuple[int, ...] = Field(
         (), description="layer indices to freeze in every trial, e.g. [0..9] = the backbone (fine-tuning)")

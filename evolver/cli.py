@@ -34,6 +34,8 @@ The detector itself:
   evolver val --weights a.pt b.pt --augment       ensemble of two models, with test-time augmentation
   evolver predict --weights best.pt --source images/ --img 640 --conf 0.25 --save-txt
   evolver prune --weights best.pt --amount 0.3   L1-prune conv weights, val before and after
+  evolver train --data mydata.yaml --weights yolov5s.pt --epochs 10   fine-tune YOLOv5's weights
+  evolver convert yolov5s.pt -o yolov5s-evolver.pt   YOLOv5 .pt -> evolver checkpoint (read safely)
   evolver synth --out datasets/shapes  write the synthetic dataset to a folder
 """
 
@@ -45,7 +47,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "synthetic shapes dataset (generated once, then cached).",
     )
     p.add_argument("--data", help="data yaml (YOLO format); default: the built-in synthetic dataset")
-    p.add_argument("--cfg", default="yolov5n", help="model size: yolov5n/s/m/l/x")
+    p.add_argument("--cfg", help="model size: yolov5n/s/m/l/x (default: that of --weights, else yolov5n)")
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--img", "--img-size", dest="img_size", type=int, default=256, help="train/val image size (px)")
     p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
@@ -59,7 +61,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP GPUs (needs CUDA/NCCL)")
     p.add_argument("--seed", type=int, default=0, help="same seed + same machine = same run on CPU")
     p.add_argument("--workers", type=int, default=1, help="data loader worker processes")
-    p.add_argument("--weights", help="initial weights (an evolver checkpoint) to fine-tune from")
+    p.add_argument("--weights", help="initial weights to fine-tune from: an evolver checkpoint or a YOLOv5 .pt "
+                   "(yolov5s.pt, a run's best.pt), read without running any code from it")
     p.add_argument("--project", default="runs/train", help="runs are saved to PROJECT/NAME")
     p.add_argument("--name", default="exp", help="run name; a number is added if it exists")
     p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
@@ -74,7 +77,7 @@ def _add_val(sub: argparse._SubParsersAction) -> None:
         description="COCO-style mAP@0.5 and mAP@0.5:0.95, P and R at the max-F1 confidence, per-class AP.",
     )
     p.add_argument("--weights", required=True, nargs="+",
-                   help="an evolver checkpoint (best.pt / last.pt); several form an ensemble")
+                   help="an evolver checkpoint (best.pt / last.pt) or a YOLOv5 .pt; several form an ensemble")
     p.add_argument("--data", help="data yaml; default: the built-in synthetic dataset")
     p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640)
     p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
@@ -93,7 +96,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         description="Writes annotated images to PROJECT/NAME and, with --save-txt, PROJECT/NAME/labels/*.txt "
         "(one 'class cx cy w h conf' line per box, normalised).",
     )
-    p.add_argument("--weights", required=True, nargs="+", help="evolver checkpoint(s); several form an ensemble")
+    p.add_argument("--weights", required=True, nargs="+",
+                   help="evolver checkpoint(s) or YOLOv5 .pt files; several form an ensemble")
     p.add_argument("--source", required=True, help="an image or a folder of images")
     p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640, help="inference size (long side, px)")
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
@@ -112,7 +116,7 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
         description="Zeroes the smallest-magnitude AMOUNT of every Conv2d's weights (permanently), prints the "
         "global sparsity and the val metrics before and after, and saves the pruned checkpoint.",
     )
-    p.add_argument("--weights", required=True, help="an evolver checkpoint")
+    p.add_argument("--weights", required=True, help="an evolver checkpoint or a YOLOv5 .pt")
     p.add_argument("--amount", type=float, default=0.3, help="fraction of each conv's weights to zero")
     p.add_argument("--out", help="pruned checkpoint path; default: WEIGHTS_prunedNN.pt beside it")
     p.add_argument("--data", help="data yaml to validate on; default: the built-in synthetic dataset")
@@ -121,6 +125,20 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=1)
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a YOLOv5 .pt into an evolver checkpoint",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Reads a YOLOv5 v6.0+ checkpoint (yolov5s.pt, a run's best.pt / last.pt / epochN.pt) with "
+        "an allowlist unpickler that runs nothing from the file, and writes its EMA weights (else its model's), "
+        "class names and anchors in evolver's format, which torch.load(weights_only=True) reads. Campaign "
+        "workers then load the converted file, never the pickle. Every command that takes weights also reads "
+        "YOLOv5 files directly.",
+    )
+    p.add_argument("weights", help="the YOLOv5 checkpoint")
+    p.add_argument("-o", "--out", required=True, help="the evolver checkpoint to write")
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_val(sub)
     _add_predict(sub)
     _add_prune(sub)
+    _add_convert(sub)
     _add_synth(sub)
     campaign_cli.add_subcommands(sub)
     export_cli.add_subcommand(sub)
@@ -275,6 +294,16 @@ def run_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_convert(args: argparse.Namespace) -> int:
+    from yolo.yolov5_weights import convert_yolov5_checkpoint
+
+    out, checkpoint = convert_yolov5_checkpoint(args.weights, args.out)
+    config = checkpoint.model_config
+    print(f"{args.weights} -> {out}: {config['name']}, {config['nc']} classes, "
+          f"{len(checkpoint.model_state)} tensors, anchors {config['anchors']}")
+    return 0
+
+
 def run_synth(args: argparse.Namespace) -> int:
     from yolo.synthetic import generate_synthetic_dataset
 
@@ -289,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("alembic", "httpx"):  # migrations and the client's request lines: not news to users
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     handlers = {"train": run_train, "val": run_val, "predict": run_predict, "prune": run_prune, "synth": run_synth,
+                "convert": run_convert,
                 **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
                 "export": export_cli.run_export}
     try:

@@ -29,6 +29,7 @@ from evolver.run_folder import RunFolder
 from evolver.searcher import GeneticSearcher, Observation
 from evolver.store import Store, TrialRecord
 from workers import TrialResult, TrialSpec, WorkerHandle, WorkerPool
+from workers.start_weights import safe_start_weights
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Coordinator:
         self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
         self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)
         self.total = self.spec.total_trials
+        self.start_weights = self.spec.weights  # what trials load: a YOLOv5 file is converted in run()
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
         self._locations: dict[str, ray.ObjectRef | dict] = {}  # worker -> pending ref or location
@@ -260,7 +262,7 @@ class Coordinator:
                 batch_size=self.spec.batch_size, seed=trial.seed,
                 out_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"),
                 fitness_weights=self.spec.fitness_weights, loader_workers=self.spec.loader_workers,
-                weights=self.spec.weights, freeze=self.spec.freeze,
+                weights=self.start_weights, freeze=self.spec.freeze,
             )
             outgoing.append(_Outgoing(handle, trial, spec, dispatched_at))
         return outgoing
@@ -434,6 +436,11 @@ class Coordinator:
     def run(self) -> CampaignOutcome:
         started = time.monotonic()
         self._load()
+        try:
+            self.start_weights = safe_start_weights(self.spec.weights, self.run_dir)
+        except (ValueError, OSError) as err:  # an unreadable, unsafe or unsupported file: no trial can run
+            self.store.set_campaign_status(self.campaign_id, "failed", error=f"weights: {err}")
+            raise
         self.store.set_campaign_status(self.campaign_id, "running")
         progress = CampaignProgress(self.name, self.total, self._finished, enabled=self.settings.progress)
         self._sync_workers()

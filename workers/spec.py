@@ -27,7 +27,7 @@ class TrialSpec:
     attempt: int
     hyp: dict[str, float]
     data: str  # data yaml path, or "synthetic" for yolo.synthetic.default_synthetic_dataset()
-    cfg: str = "yolov5n"
+    cfg: str | None = None  # None: the architecture of `weights`, else yolov5n
     epochs: int = 10
     img_size: int = 640
     batch_size: int = 16

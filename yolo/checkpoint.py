@@ -3,10 +3,14 @@
 Everything saved is a dict of tensors, numbers, strings, lists and dicts, so
 `torch.load(path, weights_only=True)` reads it without executing code from the file. The model
 is rebuilt from its config rows (`model_config`) and then gets the saved tensors.
+
+`load_checkpoint` also reads YOLOv5's own `.pt` files (`yolov5s.pt`, a run's `best.pt`), through
+the restricted reader of `yolo.yolov5_weights`, so every command that takes weights takes those.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ class Checkpoint:
     torch_rng: torch.Tensor | None = None
     last_step: int = -1  # batch index of the last optimiser step
     pending_grads: dict[str, torch.Tensor] | None = None  # accumulated, not yet applied
+    origin: str = "evolver"  # the file's format: "evolver", or "yolov5" (read by yolo.yolov5_weights)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
@@ -72,8 +77,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused or file damaged
-        raise ValueError(f"{path} is not a safe evolver checkpoint: {err}") from None
+    except pickle.UnpicklingError:
+        # It names classes: not ours. A YOLOv5 file is read by the allowlist reader, which refuses
+        # (naming the global) whatever is neither YOLOv5's nor torch's.
+        from yolo.yolov5_weights import read_yolov5_checkpoint
+
+        return read_yolov5_checkpoint(path)
+    except Exception as err:  # file damaged
+        raise ValueError(f"{path} cannot be read as a checkpoint (damaged or truncated?): {err}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an evolver checkpoint (format {FORMAT!r} expected)")
     return Checkpoint(

@@ -29,7 +29,7 @@ from yolo.freeze import freeze_layers
 from yolo.ema import ModelEMA
 from yolo.hyp import Hyperparameters
 from yolo.loss import DetectionLoss
-from yolo.model import build_model
+from yolo.model import ModelConfig, build_model
 from yolo.optim import NOMINAL_BATCH, Schedule, accumulation_steps, build_optimizer
 from yolo.results import ResultsWriter
 from yolo.anchors import anchors_for_levels, best_possible_recall, label_box_sizes
@@ -38,11 +38,13 @@ from yolo.val import ValResult, inference_copy, validate
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CFG = "yolov5n"  # the model trained when neither a size nor weights are given
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     data: str  # data yaml path
-    cfg: str = "yolov5n"
+    cfg: str | None = None  # model size; None: the architecture of `weights`, else yolov5n
     epochs: int = 10
     img_size: int = 640
     batch_size: int = 16
@@ -50,7 +52,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1  # one loader process; more only fight the 2 training threads for cores
     save_dir: str = "runs/train/exp"  # used as is: callers choose a fresh folder
-    weights: str | None = None  # start from a checkpoint's weights (fine-tuning)
+    weights: str | None = None  # start from a checkpoint's weights (fine-tuning): ours or YOLOv5's
     cos_lr: bool = False
     cache_images: bool = True
     fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
@@ -204,10 +206,7 @@ def _train_rank(
     if resumed is not None:
         model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
     else:
-        anchors = prepare_anchors(train_index, config.img_size, hyp, config.seed, say)
-        model = build_model(config.cfg, nc=data.nc, anchors=anchors)
-        if config.weights:
-            _load_matching_weights(model, load_checkpoint(config.weights), say)
+        model = _initial_model(config, hyp, train_index, data.nc, say)
     model.to(device)
     say("%s", freeze_layers(model, config.freeze))
     rank_batch = config.batch_size // rank.world_size
@@ -260,7 +259,7 @@ def _train_rank(
     stopped_early = False
     say(
         "training %s on %s: %d epochs, img %d, batch %d%s (accumulated to %d), %d train / %d val images",
-        config.cfg, device, config.epochs, config.img_size, config.batch_size,
+        model.config.name, device, config.epochs, config.img_size, config.batch_size,
         f" = {rank.world_size} ranks x {rank_batch}" if rank.is_distributed else "", NOMINAL_BATCH,
         len(train_set), len(val_index),
     )
@@ -376,23 +375,46 @@ def resume(last: str | Path, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
 DEFAULT_ANCHORS_PER_LEVEL = 3
 
 
-def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
-                    say: Callable[..., None] = log.info) -> np.ndarray | None:
-    """None keeps YOLOv5's default anchors; otherwise anchors fitted to the labels' sizes.
+def _initial_model(config: TrainConfig, hyp: Hyperparameters, train_index, nc: int,
+                   say: Callable[..., None]) -> torch.nn.Module:
+    """A fresh model of `config.cfg`, or, fine-tuning, of the weights' architecture with their
+    tensors (as YOLOv5's train.py: another nc keeps all but the head's output convs).
 
-    Other than 3 anchors per level always means fitting (there are no defaults to keep). With 3,
-    the defaults are kept unless they cover fewer than 98 % of the boxes (YOLOv5's AutoAnchor).
+    The anchors to start from are the weights' (AutoAnchor'ed ones included) when the model is
+    theirs, else YOLOv5's defaults; AutoAnchor keeps them unless they fit the new data badly."""
+    pretrained = load_checkpoint(config.weights) if config.weights else None
+    cfg = config.cfg or (pretrained.model_config["name"] if pretrained is not None else DEFAULT_CFG)
+    start = None
+    if pretrained is not None and ModelConfig.for_scale(cfg).name == pretrained.model_config["name"]:
+        anchors = ModelConfig.from_dict(pretrained.model_config).anchors
+        start = anchors if len(anchors[0]) == hyp.anchors_per_level else None
+    fitted = prepare_anchors(train_index, config.img_size, hyp, config.seed, say, start)
+    model = build_model(cfg, nc=nc, anchors=fitted if fitted is not None else start)
+    if pretrained is not None:
+        _load_matching_weights(model, pretrained, say)
+    return model
+
+
+def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
+                    say: Callable[..., None] = log.info, start: Any = None) -> np.ndarray | None:
+    """None keeps the `start` anchors (pixels; None = YOLOv5's defaults); otherwise anchors fitted
+    to the labels' sizes.
+
+    Other than 3 anchors per level (without `start` anchors of that count) always means fitting.
+    Otherwise the start anchors are kept unless they cover fewer than 98 % of the boxes (YOLOv5's
+    AutoAnchor).
     """
     wh = label_box_sizes(index.labels, index.shapes, img_size)
-    if hyp.anchors_per_level == DEFAULT_ANCHORS_PER_LEVEL:
+    if start is not None or hyp.anchors_per_level == DEFAULT_ANCHORS_PER_LEVEL:
         from yolo.model import DEFAULT_ANCHORS
 
-        default = np.asarray(DEFAULT_ANCHORS, dtype=np.float32).reshape(-1, 2)
-        bpr = best_possible_recall(wh, default, hyp.anchor_t)[0] if len(wh) else 1.0
+        kind = "default" if start is None else "pretrained"
+        current = np.asarray(DEFAULT_ANCHORS if start is None else start, dtype=np.float32).reshape(-1, 2)
+        bpr = best_possible_recall(wh, current, hyp.anchor_t)[0] if len(wh) else 1.0
         if bpr >= 0.98:
-            say("anchors: default anchors fit the data (best possible recall %.3f)", bpr)
+            say("anchors: %s anchors fit the data (best possible recall %.3f)", kind, bpr)
             return None
-        say("anchors: best possible recall %.3f < 0.98 with the defaults, fitting new ones", bpr)
+        say("anchors: best possible recall %.3f < 0.98 with the %s anchors, fitting new ones", bpr, kind)
     anchors = anchors_for_levels(wh, hyp.anchors_per_level, 3, hyp.anchor_t, img_size, seed)
     say("anchors: %d per level fitted to %d boxes", hyp.anchors_per_level, len(wh))
     return anchors
@@ -400,9 +422,11 @@ def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
 
 def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint,
                            say: Callable[..., None] = log.info) -> None:
-    """Copy every tensor whose name and shape match (a different nc leaves the head untouched)."""
+    """Copy every tensor whose name and shape match (a different nc leaves the head untouched).
+    The anchors are not copied: the model was built with the ones to train with."""
     own = model.state_dict()
-    matched = {k: v for k, v in checkpoint.model_state.items() if k in own and own[k].shape == v.shape}
+    matched = {k: v for k, v in checkpoint.model_state.items()
+               if k in own and own[k].shape == v.shape and not k.endswith(".anchors")}
     model.load_state_dict(matched, strict=False)
     say("transferred %d/%d tensors from pretrained weights", len(matched), len(own))
 

@@ -30,11 +30,16 @@ class UnsupportedCheckpointError(ValueError):
 
 def read_yolov5_checkpoint(path: str | Path) -> Checkpoint:
     """Read a YOLOv5 `.pt` safely into a `Checkpoint` (weights float32, architecture checked)."""
-    path = Path(path)
-    payload = load_restricted(path)
+    return checkpoint_from_payload(load_restricted(path), str(path))
+
+
+def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
+    """The `Checkpoint` in an unpickled YOLOv5 checkpoint dict (`path` names it in errors)."""
     if not isinstance(payload, dict):
         raise UnsafeCheckpointError(f"{path}: a YOLOv5 checkpoint is a dict, this file holds a {type(payload).__name__}")
-    record = payload.get("ema") or payload.get("model")  # as YOLOv5 loads it: the EMA when present
+    record = payload.get("ema")  # as YOLOv5 loads it: the EMA when present, else the model
+    if not isinstance(record, PickledObject):
+        record = payload.get("model")
     if not isinstance(record, PickledObject) or record.kind not in _MODEL_CLASSES:
         raise UnsupportedCheckpointError(f"{path}: no YOLOv5 detection model under 'ema' or 'model'; supported: {SUPPORTED}")
     state = _state_dict(record)
@@ -92,7 +97,7 @@ def _state_dict(record: PickledObject, prefix: str = "") -> dict[str, torch.Tens
     return out
 
 
-def _detect_record(model: PickledObject, path: Path) -> PickledObject:
+def _detect_record(model: PickledObject, path: str) -> PickledObject:
     layers = (model.state.get("_modules") or {}).get("model")
     children = list(((layers.state.get("_modules") or {}) if isinstance(layers, PickledObject) else {}).values())
     if not children or not isinstance(children[-1], PickledObject) or children[-1].kind != "Detect":
@@ -100,7 +105,7 @@ def _detect_record(model: PickledObject, path: Path) -> PickledObject:
     return children[-1]
 
 
-def _scale_key(yaml: Mapping[str, Any], state: Mapping[str, torch.Tensor], path: Path) -> str:
+def _scale_key(yaml: Mapping[str, Any], state: Mapping[str, torch.Tensor], path: str) -> str:
     """n/s/m/l/x from the stored yaml's multiples, cross-checked with the stem's width."""
     from_yaml = next((k for k, (d, w) in SCALES.items()
                       if yaml.get("depth_multiple") == d and yaml.get("width_multiple") == w), None)
@@ -117,7 +122,7 @@ def _scale_key(yaml: Mapping[str, Any], state: Mapping[str, torch.Tensor], path:
     return key
 
 
-def _check_architecture(config: ModelConfig, state: Mapping[str, torch.Tensor], path: Path) -> None:
+def _check_architecture(config: ModelConfig, state: Mapping[str, torch.Tensor], path: str) -> None:
     """The file's layers must be ours: same yaml rows when stored, same tensor names and shapes."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in Detector(config).state_dict().items()}
@@ -133,7 +138,7 @@ def _check_architecture(config: ModelConfig, state: Mapping[str, torch.Tensor], 
                                          f"custom architectures are not supported; supported: {SUPPORTED}")
 
 
-def _check_yaml_rows(yaml: Mapping[str, Any], path: Path) -> None:
+def _check_yaml_rows(yaml: Mapping[str, Any], path: str) -> None:
     """A stored model yaml must list our rows (same layers, sources, repeats and arguments)."""
     rows = [*(yaml.get("backbone") or []), *(yaml.get("head") or [])]
     ours = [*BACKBONE, *HEAD]

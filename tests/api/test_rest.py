@@ -184,3 +184,35 @@ def test_multipart_spec_and_hyp_upload(tmp_path):
         assert body["status"] == "queued" and body["job_id"] is None  # the queue launcher starts nothing
         # the uploaded file is the base; the spec's own hyp entries win
         assert body["spec"]["hyp"] == {"lr0": 0.02, "momentum": 0.9, "mosaic": 0.5}
+
+
+def test_campaign_weights_may_be_a_yolov5_checkpoint(tmp_path, local_ray):
+    """REST takes a YOLOv5 .pt as a campaign's weights: the coordinator converts it once for the
+    workers; a hostile file fails the campaign with the reason, having run nothing."""
+    import os
+    import shutil
+
+    import torch
+
+    from tests.conftest import SHARED
+
+    settings = api_settings(tmp_path)
+    data = settings.data_roots[0]
+    shutil.copy(SHARED / "fixtures" / "yolov5" / "yolov5n-coco128-best.pt", data / "yolov5n.pt")
+    marker = tmp_path / "pwned"
+
+    class RunsCommand:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"model": RunsCommand()}, data / "hostile.pt")
+    with running_app(settings) as (client, _launcher):
+        good = client.post("/campaigns", json=sleep_spec(name="tuned", weights="yolov5n.pt", generations=1))
+        bad = client.post("/campaigns", json=sleep_spec(name="hostile", weights="hostile.pt", generations=1))
+        assert good.status_code == bad.status_code == 201, (good.text, bad.text)
+        assert wait_for(client, good.json()["id"])["status"] == "completed"
+        failed = wait_for(client, bad.json()["id"])
+    assert failed["status"] == "failed" and "refusing to load global 'posix.system'" in failed["error"]
+    assert not marker.exists()
+    (converted,) = (settings.project_dir).glob("tuned*/start-weights/*.pt")
+    assert torch.load(converted, weights_only=True)["format"] == "evolver-yolo-1"

@@ -161,3 +161,35 @@ def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
     statuses = {t.status for t in store.trials(cid)}
     assert statuses <= {"cancelled", "completed"} and "cancelled" in statuses
     assert store.campaign(cid).status == "cancelled"
+
+
+def test_campaign_fine_tunes_a_yolov5_checkpoint_through_a_converted_copy(local_ray, tiny_synthetic, tmp_path):
+    import torch
+
+    from tests.conftest import SHARED
+    from yolo.checkpoint import load_checkpoint
+
+    yolov5_file = SHARED / "fixtures" / "yolov5" / "yolov5n-coco128-best.pt"
+    store, cid = make_campaign(tmp_path, name="tune", data=str(tiny_synthetic), weights=str(yolov5_file), epochs=1,
+                               img_size=64, batch_size=16, generations=1, population=2, cpu_workers=1,
+                               keep_top_k=2, exports=[])
+    outcome = run(store, cid)
+    assert outcome.status == "completed" and outcome.completed == 2, outcome
+    (converted,) = (tmp_path / "tune" / "start-weights").glob("*.pt")
+    assert torch.load(converted, weights_only=True)["format"] == "evolver-yolo-1"  # the workers' file: no pickle
+    for artefact in (a for a in store.artefacts(cid) if a.kind == "weights"):
+        trained = load_checkpoint(artefact.path)
+        assert trained.train_config["weights"] == str(converted)
+        assert trained.model_config["name"] == "yolov5n" and trained.model_config["nc"] == 4
+
+
+def test_unreadable_start_weights_fail_the_campaign_with_the_reason(local_ray, tiny_synthetic, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    store, cid = make_campaign(tmp_path, name="bad", data=str(tiny_synthetic), weights=str(bad), epochs=1,
+                               img_size=64, generations=1, population=1, cpu_workers=1)
+    with pytest.raises(ValueError):
+        run(store, cid)
+    record = store.campaign(cid)
+    assert record.status == "failed" and record.error.startswith("weights: ") and "bad.pt" in record.error
+    assert store.trials(cid) == []

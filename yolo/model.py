@@ -61,6 +61,7 @@ HEAD: tuple[tuple[Any, int, str, tuple[Any, ...]], ...] = (
     (-1, 3, "C3", (1024, False)),  # 23 P5/32 out
     ((17, 20, 23), 1, "Detect", ()),  # 24 nc and anchors come from the ModelConfig
 )
+LEVEL_STRIDES = (8.0, 16.0, 32.0)  # input pixels per cell of layers 17, 20, 23 (Detect's inputs)
 BACKBONE_LAYERS = len(BACKBONE)  # layers 0..9: the prefixes `model.0.` .. `model.9.`
 
 MODULES: dict[str, type[nn.Module]] = {
@@ -251,13 +252,11 @@ class Detector(nn.Module):
 
     @torch.no_grad()
     def _init_detect(self) -> None:
-        """Measure strides with a small dummy pass, rescale anchors to grid units, prior biases."""
-        side = 64
-        was_training = self.training
-        self.eval()
-        probe = torch.zeros(1, 3, side, side, device=self.detect.anchors.device)
-        strides = [side / f.shape[-2] for f in self._detect_inputs(probe)]
-        self.train(was_training)
+        """Set the strides, rescale anchors to grid units, prior biases.
+
+        The rows are fixed, so the strides are known (P3/8, P4/16, P5/32): no dummy forward pass
+        to measure them (tests check the feature maps agree), which keeps building cheap."""
+        strides = list(LEVEL_STRIDES)
         detect = self.detect
         detect.stride.copy_(torch.tensor(strides))
         detect.anchors.div_(detect.stride.view(-1, 1, 1))

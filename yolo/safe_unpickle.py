@@ -79,6 +79,7 @@ MODULE_CLASSES = frozenset({
     "torch.nn.modules.activation.SiLU", "torch.nn.modules.pooling.MaxPool2d",
     "torch.nn.modules.upsampling.Upsample",
 })
+_RECORD_CLASSES = {qualname: _record_class(qualname) for qualname in MODULE_CLASSES}
 
 STORAGE_DTYPES: dict[str, torch.dtype] = {
     "torch.HalfStorage": torch.float16, "torch.FloatStorage": torch.float32,
@@ -142,12 +143,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self._storages = storages
         self._source = source
-        self._records: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         qualname = f"{module}.{name}"
-        if qualname in MODULE_CLASSES:
-            return self._records.setdefault(qualname, _record_class(qualname))
+        if qualname in _RECORD_CLASSES:
+            return _RECORD_CLASSES[qualname]
         if qualname in STORAGE_DTYPES:
             return STORAGE_DTYPES[qualname]  # only ever used as the storage's type in a persistent id
         if qualname in PLAIN_GLOBALS:
@@ -183,7 +183,8 @@ class _Archive:
             raise UnsafeCheckpointError(
                 f"{self.source}: storage {key!r} claims {numel * itemsize} bytes but the file holds {info.file_size}")
         raw = bytearray(self.zf.read(name))  # a damaged record raises zipfile's CRC error here
-        untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+        # The tensor shares the bytearray's memory (and keeps it alive): one copy, as torch.load makes.
+        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
 
 

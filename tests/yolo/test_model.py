@@ -160,6 +160,10 @@ def test_decoding_matches_the_yolov5_formula(nano: Detector) -> None:
 
 def test_strides_and_anchor_units(nano: Detector) -> None:
     assert nano.stride.tolist() == [8.0, 16.0, 32.0]
+    with torch.no_grad():  # the strides are what the feature maps measure
+        for side in (64, 96):
+            maps = nano.eval()._detect_inputs(torch.zeros(1, 3, side, side))
+            assert [side / m.shape[-2] for m in maps] == nano.stride.tolist()
     assert nano.detect.stride is nano.stride
     pixels = nano.detect.anchors * nano.stride.view(-1, 1, 1)
     torch.testing.assert_close(pixels, torch.tensor(DEFAULT_ANCHORS))

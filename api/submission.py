@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from fastapi import HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
 from api.body_limit import BodyTooLarge
@@ -53,15 +54,32 @@ def parse_json(raw: bytes) -> Any:
 
 
 def parse_yaml(text: bytes, loc: list[str]) -> Any:
+    """A YAML document, refused before it is built if it uses aliases or nests deeper than
+    MAX_DEPTH: the event stream is read lazily and abandoned at the first offence, so a hostile
+    file costs a few levels of parsing, not PyYAML's slow composing of thousands of levels.
+    Blocking work: call it off the event loop (`parse_yaml_off_loop`)."""
     try:
         decoded = text.decode("utf-8")
-        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(decoded, Loader=yaml.SafeLoader)):
-            raise reject(problem(loc, "YAML aliases (*name) are not accepted"))
+        depth = 0
+        for event in yaml.parse(decoded, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise reject(problem(loc, "YAML aliases (*name) are not accepted"))
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise reject(problem(loc, f"nested deeper than {MAX_DEPTH} levels"))
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         return yaml.safe_load(decoded)
     except UnicodeDecodeError:
         raise reject(problem(loc, "not UTF-8 text")) from None
     except (yaml.YAMLError, RecursionError) as err:
         raise reject(problem(loc, f"invalid YAML: {err}")) from None
+
+
+async def parse_yaml_off_loop(text: bytes, loc: list[str]) -> Any:
+    """`parse_yaml` in the thread pool: a slow document never stalls other requests."""
+    return await run_in_threadpool(parse_yaml, text, loc)
 
 
 def check_plain_data(document: Any, loc: list[str]) -> None:
@@ -105,12 +123,12 @@ async def read_submission(request: Request, settings: ApiSettings) -> tuple[Any,
                            for key in unknown))
         if "spec" not in form:
             raise reject(problem(["body", "spec"], "Field required", "missing"))
-        spec = parse_yaml(await _read_upload(form["spec"], ["body", "spec"], settings.max_upload_bytes),
-                          ["body", "spec"])
+        spec = await parse_yaml_off_loop(
+            await _read_upload(form["spec"], ["body", "spec"], settings.max_upload_bytes), ["body", "spec"])
         hyp = None
         if "hyp" in form:
-            hyp = parse_yaml(await _read_upload(form["hyp"], ["body", "hyp"], settings.max_upload_bytes),
-                             ["body", "hyp"])
+            hyp = await parse_yaml_off_loop(
+                await _read_upload(form["hyp"], ["body", "hyp"], settings.max_upload_bytes), ["body", "hyp"])
             check_plain_data(hyp, ["body", "hyp"])
         check_plain_data(spec, ["body", "spec"])
         return spec, ["body", "spec"], hyp

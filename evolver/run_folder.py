@@ -39,22 +39,23 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         write_evolve_csv(self.evolve_csv, [(t.metrics, t.hyp) for t in completed])
         by_fitness = sorted(completed, key=lambda t: (-(t.fitness or 0.0), t.number))
-        self._best = None
-        if by_fitness:
-            self._set_best(by_fitness[0], len(completed))
+        self._best = by_fitness[0] if by_fitness else None
+        if self._best is not None:
+            self._write_best(len(completed))
         names = {a.name for a in self.store.artefacts(self.campaign_id) if a.kind == WEIGHTS_KIND}
         self._kept = [t for t in by_fitness if weights_artefact_name(t.number) in names]
 
     def add_completed(self, trial: TrialRecord, trials_done: int) -> None:
         append_evolve_csv(self.evolve_csv, trial.metrics, trial.hyp)
         if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
-            self._set_best(trial, trials_done)
+            self._best = trial
+        self._write_best(trials_done)  # every time: its header counts the trials finished
         if trial.weights_path and Path(trial.weights_path).is_file():
             _remove(Path(trial.weights_path).parent / "last.pt")  # optimizer state: trials never resume
             self._keep_weights(trial)
 
-    def _set_best(self, trial: TrialRecord, trials_done: int) -> None:
-        self._best = trial
+    def _write_best(self, trials_done: int) -> None:
+        trial = self._best
         write_hyp_evolved(self.hyp_evolved, trial.hyp, campaign=self.name, trial=trial.number,
                           generation=trial.generation, fitness=trial.fitness or 0.0, metrics=trial.metrics,
                           trials_done=trials_done)

@@ -140,6 +140,17 @@ def test_unsafe_or_odd_documents_are_refused(app):
     assert_rejected(client, settings, extra, 422, ["body", "script"])
 
 
+def test_deep_yaml_is_refused_at_the_limit_without_parsing_the_rest(app):
+    """PyYAML composes deep nesting slowly (a 16 KB file took 42 s): the scan stops at the limit.
+    The document below is broken after its 1,000 opening brackets; the refusal names the nesting,
+    so nothing past level 17 was read."""
+    client, settings, _ = app
+    deep = "name: x\nhyp: " + "[" * 1000 + "1" + "]" * 999
+    response = client.post("/campaigns", files={"spec": ("c.yaml", deep)})
+    assert_rejected(client, settings, response, 422, ["body", "spec"])
+    assert "nested deeper than 16 levels" in response.text
+
+
 def test_body_and_upload_limits(app):
     client, settings, _ = app
     big = {"name": "x", "hyp": {}, "pad": "x" * (settings.max_body_bytes + 10)}

@@ -60,7 +60,7 @@ def test_small_real_campaign_completes(local_ray, tiny_synthetic, tmp_path):
         assert len(list(csv.reader(f))) == 1 + 6
     header = (run_dir / "hyp_evolved.yaml").read_text()
     best = max(trials, key=lambda t: (t.fitness, -t.number))
-    assert f"trial {best.number}" in header
+    assert f"trial {best.number}" in header and "(6 trials finished)" in header
     assert yaml.safe_load(header) == pytest.approx(best.hyp)
     onnx = [a for a in store.artefacts(cid) if a.kind == "onnx"]  # the winner, exported at completion
     assert len(onnx) == 1 and onnx[0].trial_number == best.number and onnx[0].size > 0

@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench clean browser
+.PHONY: demo test bench clean test-tools
 
-# The dashboard tests drive Debian's Chromium headless (no browser download at run time).
-browser:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		echo "installing Debian's chromium for the dashboard tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+# Debian packages the tests drive: Chromium, headless, for the dashboard (no browser download at
+# run time) and docker-compose, whose `config` checks docker-compose.yml (no Docker engine needed).
+test-tools:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's$$missing for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(VENV)/.installed: pyproject.toml
@@ -24,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(VENV)/bin/evolver serve --submit examples/synthetic-campaign.yaml
 
-test: $(VENV)/.installed browser
+test: $(VENV)/.installed test-tools
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

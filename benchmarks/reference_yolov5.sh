@@ -5,18 +5,26 @@
 # val times from its progress lines (128 images each). Run ours right after, on the same quiet
 # machine: `.venv/bin/python -m benchmarks.speed --only yolov5n@320 --epochs 3`.
 #
-# It builds a throwaway venv in /tmp (YOLOv5's dependencies, torch 2.14.1 as FIELD-NOTES used);
-# nothing of YOLOv5 enters this repository. YOLOv5 downloads a font for its plots: a local
+# It builds a throwaway venv in /tmp from the default package registries only (the ones these
+# machines reach): torch 2.13.0 — the version ours runs on, so the comparison is like with like —
+# with torchvision 0.28.0. PyPI's torchvision is a CUDA build that cannot load its ops beside the
+# local `+cpu` torch wheel, so that pair is installed with `--isolated` (no local wheel folder) under
+# the machine's pip constraints (FIELD-NOTES); both run fine on CPU (~3 GB of downloads, once).
+# Later installs are pinned to that pair. Nothing of YOLOv5 enters this repository. YOLOv5 downloads a font for its plots: a local
 # DejaVu font stands in, so nothing is fetched at run time.
 set -euo pipefail
 SHARED=${EVOLVER_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
 VENV=/tmp/yolov5-reference-venv
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 --index-url https://download.pytorch.org/whl/cpu
-  "$VENV/bin/pip" install -q --no-deps yolov5==7.0.14 "ultralytics==8.0.230" roboflow sahi "huggingface_hub==0.20.3" \
+  PINS="$VENV/pins.txt"
+  printf 'torch==2.13.0\ntorchvision==0.28.0\n' > "$PINS"
+  MACHINE_CONSTRAINTS=$(python3 -m pip config get global.constraint 2>/dev/null || true)
+  PIP_FIND_LINKS= "$VENV/bin/pip" install -q --isolated ${MACHINE_CONSTRAINTS:+-c "$MACHINE_CONSTRAINTS"} \
+    -c "$PINS" torch==2.13.0 torchvision==0.28.0
+  "$VENV/bin/pip" install -q -c "$PINS" --no-deps yolov5==7.0.14 "ultralytics==8.0.230" roboflow sahi "huggingface_hub==0.20.3" \
     requests_toolbelt python-dotenv filetype pillow-avif-plugin
-  "$VENV/bin/pip" install -q matplotlib pandas seaborn scipy psutil thop gitpython requests pillow fire \
+  "$VENV/bin/pip" install -q -c "$PINS" matplotlib pandas seaborn scipy psutil thop gitpython requests pillow fire \
     "setuptools<70" tensorboard opencv-python-headless
 fi
 mkdir -p ~/.config/Ultralytics

@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EVOLVER_SHARED", REPO.parent / "shared"))
+from tests.paths import SHARED
 
 # Two cores: keep torch from oversubscribing when tests run beside data-loader processes.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -15,7 +15,7 @@ import yaml
 
 from api.app import create_app
 from evolver.store import Store
-from tests.api.conftest import api_settings, sleep_spec, wait_for
+from tests.api.helpers import api_settings, sleep_spec, wait_for
 
 from fastapi.testclient import TestClient
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 from api.app import create_app  # noqa: E402
 from evolver.store import Store  # noqa: E402
-from tests.api.conftest import api_settings, running_app, sleep_spec  # noqa: E402
+from tests.api.helpers import api_settings, running_app, sleep_spec  # noqa: E402
 
 SCHEMA = schemathesis.openapi.from_dict(create_app().openapi())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from evolver.store import Store
-from tests.api.conftest import api_settings, running_app, sleep_spec
+from tests.api.helpers import api_settings, running_app, sleep_spec
 
 
 def test_reads_are_cached_for_the_ttl_and_a_write_empties_the_cache(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from evolver.store import Store
-from tests.api.conftest import api_settings, running_app, sleep_spec, wait_for
+from tests.api.helpers import api_settings, running_app, sleep_spec, wait_for
 
 SUMMARY_KEYS = {"id", "name", "status", "created_at", "trials_total", "trials_finished", "trials_running",
                 "best_fitness", "links"}
@@ -194,11 +194,11 @@ def test_campaign_weights_may_be_a_yolov5_checkpoint(tmp_path, local_ray):
 
     import torch
 
-    from tests.conftest import SHARED
+    from tests.paths import YOLOV5_FIXTURES
 
     settings = api_settings(tmp_path)
     data = settings.data_roots[0]
-    shutil.copy(SHARED / "fixtures" / "yolov5" / "yolov5n-coco128-best.pt", data / "yolov5n.pt")
+    shutil.copy(YOLOV5_FIXTURES / "yolov5n-coco128-best.pt", data / "yolov5n.pt")
     marker = tmp_path / "pwned"
 
     class RunsCommand:

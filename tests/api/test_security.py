@@ -11,7 +11,7 @@ import yaml
 
 from evolver.cli import main
 from evolver.store import Store
-from tests.api.conftest import api_settings, running_app, sleep_spec
+from tests.api.helpers import api_settings, running_app, sleep_spec
 
 
 @pytest.fixture

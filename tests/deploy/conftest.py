@@ -16,13 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-CALIBRATION_IMAGES = slice(8, 16)  # disjoint from the parity images below
-PARITY_IMAGES = 4
-PARITY_CONF = 0.05  # the calibrated model's scores are low
-
-
-def coco128_images(coco128_dir: Path) -> list[Path]:
-    return sorted((coco128_dir / "images" / "train2017").glob("*.jpg"))
+from tests.deploy.helpers import CALIBRATION_IMAGES, PARITY_IMAGES, coco128_images
 
 
 @pytest.fixture(scope="session")

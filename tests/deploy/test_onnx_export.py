@@ -18,7 +18,7 @@ from deploy.export_cli import add_subcommand, run_export
 from deploy.onnx_export import ExportError, inspect_onnx
 from deploy.onnx_runtime import OnnxDetector, postprocess, prepare_batch
 from deploy.tensorrt_engine import tensorrt_available
-from tests.deploy.conftest import PARITY_CONF
+from tests.deploy.helpers import PARITY_CONF
 from yolo.augment import letterbox
 from yolo.boxes import non_max_suppression, scale_boxes
 from yolo.checkpoint import load_model

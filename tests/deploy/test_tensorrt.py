@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from deploy.tensorrt_engine import SKIP_REASON, tensorrt_available
 
@@ -22,17 +23,17 @@ def onnx_files(calibrated_weights, tmp_path_factory):
 
 
 def _compare(engine_detector, onnx_detector, images, box_atol: float, conf_atol: float) -> None:
-    from tests.deploy.conftest import PARITY_CONF
+    from tests.deploy.helpers import PARITY_CONF
 
     ours = engine_detector.detect(images, conf_threshold=PARITY_CONF)
     theirs = onnx_detector.detect(images, conf_threshold=PARITY_CONF)
     assert sum(len(d) for d in theirs) > 10
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):  # one result per image from each
         a = a.cpu()
         assert a.shape == b.shape
-        assert (a[:, 5] == b[:, 5]).all()
-        assert (a[:, :4] - b[:, :4]).abs().max() <= box_atol if len(a) else True
-        assert (a[:, 4] - b[:, 4]).abs().max() <= conf_atol if len(a) else True
+        assert torch.equal(a[:, 5], b[:, 5])
+        torch.testing.assert_close(a[:, :4], b[:, :4], rtol=0, atol=box_atol)  # empty results compare equal too
+        torch.testing.assert_close(a[:, 4], b[:, 4], rtol=0, atol=conf_atol)
 
 
 def test_static_engine_matches_onnxruntime(onnx_files, parity_images, tmp_path):

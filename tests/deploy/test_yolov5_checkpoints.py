@@ -11,9 +11,9 @@ import pytest
 from deploy.export import export_weights
 from deploy.onnx_runtime import OnnxDetector
 from deploy.wts import read_wts
-from tests.conftest import SHARED
+from tests.paths import YOLOV5_FIXTURES
 
-FIXTURES = SHARED / "fixtures" / "yolov5"
+FIXTURES = YOLOV5_FIXTURES
 
 
 @pytest.mark.parametrize("name", ("yolov5n-coco128-best", "yolov5n-coco128-epoch1", "yolov5s-coco128-best"))

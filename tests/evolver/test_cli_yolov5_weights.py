@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from evolver.cli import main
-from tests.conftest import SHARED
+from tests.paths import YOLOV5_FIXTURES
 from yolo.checkpoint import load_checkpoint
 from yolo.ensemble import load_detector
 
-YOLOV5N = SHARED / "fixtures" / "yolov5" / "yolov5n-coco128-best.pt"
+YOLOV5N = YOLOV5_FIXTURES / "yolov5n-coco128-best.pt"
 
 
 @pytest.fixture(scope="module")

@@ -166,10 +166,10 @@ def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
 def test_campaign_fine_tunes_a_yolov5_checkpoint_through_a_converted_copy(local_ray, tiny_synthetic, tmp_path):
     import torch
 
-    from tests.conftest import SHARED
+    from tests.paths import YOLOV5_FIXTURES
     from yolo.checkpoint import load_checkpoint
 
-    yolov5_file = SHARED / "fixtures" / "yolov5" / "yolov5n-coco128-best.pt"
+    yolov5_file = YOLOV5_FIXTURES / "yolov5n-coco128-best.pt"
     store, cid = make_campaign(tmp_path, name="tune", data=str(tiny_synthetic), weights=str(yolov5_file), epochs=1,
                                img_size=64, batch_size=16, generations=1, population=2, cpu_workers=1,
                                keep_top_k=2, exports=[])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evolver.searcher import GeneticSearcher, Observation, Searcher, Suggestion
+from evolver.searcher import GeneticSearcher, Observation
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -16,10 +16,6 @@ def _observations(count: int, seed: int = 0) -> list[Observation]:
     searcher = GeneticSearcher(SPACE, BASE, seed=seed)
     rng = np.random.default_rng(seed)
     return [Observation(n, searcher.suggest(n + 1).hyp, float(rng.random())) for n in range(count)]
-
-
-def test_is_a_searcher():
-    assert isinstance(GeneticSearcher(SPACE, BASE, seed=0), Searcher)
 
 
 def test_trial_zero_is_base_and_later_trials_mutate_it():
@@ -119,9 +115,3 @@ def test_bad_base_and_number_rejected():
     with pytest.raises(ValueError, match="gain"):
         GeneticSearcher(frozen, BASE, seed=0)
 
-
-def test_suggestion_is_frozen():
-    suggestion = GeneticSearcher(SPACE, BASE, seed=0).suggest(0)
-    assert isinstance(suggestion, Suggestion)
-    with pytest.raises(AttributeError):
-        suggestion.seed = 1  # type: ignore[misc]

@@ -102,7 +102,7 @@ def test_cli_export_winner(finished_campaign, capsys):
 
 
 def test_api_export_endpoint(finished_campaign, tmp_path):
-    from tests.api.conftest import api_settings, running_app
+    from tests.api.helpers import api_settings, running_app
 
     db, cid = finished_campaign
     settings = api_settings(tmp_path, db_url=Store.sqlite_url(db), api_token=TOKEN)

@@ -173,9 +173,3 @@ def ray_for_tests() -> Iterator[RayForTests]:
         runner.close()
         shutil.rmtree(root, ignore_errors=True)
 
-
-@pytest.fixture()
-def local_ray(ray_for_tests: RayForTests) -> RayForTests:
-    """The shared local Ray (2 CPUs, 2 fake GPUs), started on first use and kept running."""
-    ray_for_tests.local()
-    return ray_for_tests

@@ -19,12 +19,12 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import SHARED
+from tests.paths import YOLOV5_FIXTURES
 from yolo.checkpoint import load_checkpoint, load_model
 from yolo.safe_unpickle import PickledObject, UnsafeCheckpointError, load_restricted
 from yolo.yolov5_weights import UnsupportedCheckpointError, checkpoint_from_payload, convert_yolov5_checkpoint
 
-FIXTURES = SHARED / "fixtures" / "yolov5"
+FIXTURES = YOLOV5_FIXTURES
 CHECKPOINTS = ("yolov5n-coco128-best", "yolov5n-coco128-epoch1", "yolov5s-coco128-best")
 
 

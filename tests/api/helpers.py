@@ -1,18 +1,17 @@
-"""Fixtures for the API tests: the real app on SQLite (or PostgreSQL), driven over httpx.
+"""Helpers for the API tests: settings on a temp folder, the real app run for a block, waiting for
+a campaign, a dry-run spec.
 
 Campaigns in the REST tests run for real: a `ThreadLauncher` runs the real coordinator in a thread
-on a local Ray (2 CPUs, loopback only) started once per session; the dry-run trainer (`trainer:
-sleep`) keeps trials under a second. test_e2e.py uses the Ray Jobs launcher with its own head.
+on a local Ray; the dry-run trainer (`trainer: sleep`) keeps trials under a second.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -59,8 +58,3 @@ def sleep_spec(**fields) -> dict:
     """A dry-run campaign: real coordinator, GA and SQL; the workers sleep instead of training."""
     return {"name": "dry", "trainer": "sleep", "generations": 3, "population": 2, "epochs": 2,
             "cpu_workers": 2, "sync": False, **fields}
-
-
-@pytest.fixture
-def settings_factory(tmp_path) -> Callable[..., ApiSettings]:
-    return lambda **overrides: api_settings(tmp_path, **overrides)

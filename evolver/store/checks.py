@@ -42,6 +42,13 @@ def finite(value: object, what: str) -> float:
     return float(value)
 
 
+def positive_number(value: object, what: str) -> float:
+    number = finite(value, what)
+    if number <= 0:
+        raise InvalidInput(f"{what} must be positive, got {number}")
+    return number
+
+
 def measured(value: object, what: str) -> float | None:
     """A measured value: a number; NaN / inf become None (SQL NULL, JSON null).
 

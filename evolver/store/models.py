@@ -94,6 +94,8 @@ class Campaign(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(200))  # the coordinator running it (evolver.lifecycle)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Generation(Base):

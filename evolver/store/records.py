@@ -27,6 +27,8 @@ class CampaignRecord:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    holder: str | None = None  # the coordinator that holds it (evolver.lifecycle), until lease_expires_at
+    lease_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
@@ -280,6 +280,59 @@ class Store:
 
     def set_campaign_job(self, campaign_id: int, job_id: str | None) -> None:
         self._update_campaign(campaign_id, job_id=checks.optional_text(job_id, "job_id", 200))
+
+    def transition_campaign(self, campaign_id: int, *, from_statuses: Collection[str] | None,
+                            unheld: bool = False, holder_is: str | None = None, job_is: str | None = None,
+                            **changes: object) -> bool:
+        """One compare-and-set UPDATE of a campaign (evolver.lifecycle owns the rules).
+
+        It applies only while the status is one of `from_statuses` (None: any), and, as asked, no
+        live coordinator holds it (`unheld`: no holder, or its lease lapsed), `holder_is` holds
+        it, the campaign names job `job_is`. `changes`: status, error, job_id, holder (None
+        releases it) and lease_seconds (the new lease's length, from now). True if it applied."""
+        unknown = sorted(set(changes) - {"status", "error", "job_id", "holder", "lease_seconds"})
+        if unknown:
+            raise InvalidInput(f"cannot change campaign field(s) {', '.join(unknown)}")
+        now = _now()
+        values: dict[str, object] = {"updated_at": now}
+        if "status" in changes:
+            values["status"] = checks.campaign_status(changes["status"])
+        if "error" in changes:
+            values["error"] = checks.optional_text(changes["error"], "error")
+        if "job_id" in changes:
+            values["job_id"] = checks.optional_text(changes["job_id"], "job_id", 200)
+        if "holder" in changes:
+            values["holder"] = checks.optional_text(changes["holder"], "holder", 200)
+            if changes["holder"] is None:
+                values["lease_expires_at"] = None
+        if "lease_seconds" in changes:
+            values["lease_expires_at"] = now + timedelta(seconds=checks.positive_number(
+                changes["lease_seconds"], "lease_seconds"))
+        row = CAMPAIGNS.c
+        where = [row.id == campaign_id]
+        if from_statuses is not None:
+            where.append(row.status.in_([checks.campaign_status(s) for s in from_statuses]))
+        if unheld:
+            where.append(or_(row.holder.is_(None), row.lease_expires_at < now))
+        if holder_is is not None:
+            where.append(row.holder == holder_is)
+        if job_is is not None:
+            where.append(row.job_id == job_is)
+        with self._write() as conn:
+            if conn.execute(update(CAMPAIGNS).where(*where).values(**values)).rowcount == 1:
+                return True
+            self._require_campaign(conn, campaign_id)
+            return False
+
+    def renew_campaign_lease(self, campaign_id: int, holder: str, seconds: float) -> str | None:
+        """Extend `holder`'s lease by `seconds` from now; returns the campaign's status, or None when
+        `holder` no longer holds it."""
+        now = _now()
+        expires = now + timedelta(seconds=checks.positive_number(seconds, "lease seconds"))
+        with self._write() as conn:
+            return conn.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id, CAMPAIGNS.c.holder == holder)
+                                .values(lease_expires_at=expires, updated_at=now)
+                                .returning(CAMPAIGNS.c.status)).scalar()
 
     def _update_campaign(self, campaign_id: int, **values: object) -> None:
         with self._write() as conn:
@@ -607,7 +660,7 @@ class Store:
 def _campaign_record(row: Row) -> CampaignRecord:
     return CampaignRecord(id=row.id, name=row.name, status=row.status, spec=json.loads(json.dumps(row.spec)),
                           run_dir=row.run_dir, job_id=row.job_id, error=row.error, created_at=row.created_at,
-                          updated_at=row.updated_at)
+                          updated_at=row.updated_at, holder=row.holder, lease_expires_at=row.lease_expires_at)
 
 
 def _generation_record(row: Row) -> GenerationRecord:

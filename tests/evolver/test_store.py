@@ -28,20 +28,6 @@ TABLES = {"campaigns", "generations", "trials", "trial_params", "trial_parents",
           "imported_parents", "artefacts"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        (tmp_path / "run").mkdir()
-        return Store.sqlite_url(tmp_path / "run" / "evolver.db")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def store(store_url):
-    with Store.open(store_url) as opened:
-        yield opened
-
-
 @pytest.fixture
 def campaign(store, tmp_path) -> int:
     return store.create_campaign("demo", {"population": 2, "epochs": 1}, str(tmp_path))
@@ -66,7 +52,7 @@ def test_migrated_schema_matches_models(store):
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert TABLES <= names
     assert diff == []
-    assert version == "0001"
+    assert version == "0002"
 
 
 def test_reopen_keeps_data_and_migrates_idempotently(store_url):

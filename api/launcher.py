@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from evolver import lifecycle
+from evolver.lifecycle import LifecycleError
 from evolver.store import Store
 
 log = logging.getLogger(__name__)
@@ -242,15 +244,13 @@ class RayJobLauncher:
 
     def _job_ended(self, campaign_id: int, job_id: str, state: str, message: str | None) -> None:
         """The job is over; if its campaign still looks alive in SQL, nobody is running it."""
+        reason = f"Ray job {job_id} ended {state} before the coordinator recorded an end"
         try:
             with Store.open(self.db_url) as store:
-                campaign = store.campaign(campaign_id)
-                if campaign.job_id != job_id or campaign.status not in ("queued", "running"):
-                    return  # it recorded its own end, or a newer job runs it now
-                reason = f"Ray job {job_id} ended {state} before the coordinator recorded an end"
-                store.set_campaign_status(campaign_id, "failed",
-                                          error=f"{reason}: {message}" if message else reason)
-            log.warning("campaign %d: %s", campaign_id, reason)
+                # Only if the campaign still names this job and no live coordinator holds it: it
+                # recorded its own end, or a newer job runs it now, otherwise.
+                if lifecycle.job_ended(store, campaign_id, job_id, f"{reason}: {message}" if message else reason):
+                    log.warning("campaign %d: %s", campaign_id, reason)
         except Exception as err:  # noqa: BLE001 -- the watcher must outlive a database hiccup
             log.warning("campaign %d: could not record the end of job %s: %s", campaign_id, job_id, err)
 
@@ -266,8 +266,9 @@ class RayJobLauncher:
         timer.start()
 
     def _stop_job(self, campaign_id: int, job_id: str) -> None:
-        """After the grace period: stop the job if it still runs, and leave SQL saying cancelled
-        (a coordinator that started just as the cancel landed may have set it back to running)."""
+        """After the grace period: stop the job if it still runs. SQL is not touched: the cancel is
+        already there, a coordinator cannot claim a cancelled campaign, and the campaign may have
+        been resumed meanwhile (the watcher records the stopped job's end only if it still names it)."""
         with self._lock:
             self._pending_stops.pop(job_id, None)
             client = self._client
@@ -279,12 +280,6 @@ class RayJobLauncher:
                 client.stop_job(job_id)
         except Exception as err:
             log.warning("campaign %d: stopping Ray job %s failed: %s", campaign_id, job_id, err)
-        try:
-            with Store.open(self.db_url) as store:
-                if store.campaign(campaign_id).status == "running":
-                    store.set_campaign_status(campaign_id, "cancelled")
-        except Exception as err:
-            log.warning("campaign %d: could not re-check its status: %s", campaign_id, err)
 
     def close(self) -> None:
         with self._lock:
@@ -341,19 +336,17 @@ class ThreadLauncher:
                     thread.join(timeout=30)  # a cancelled run of the same campaign is still ending
             self._runs += 1
             job_id = f"thread-{campaign_id}-{self._runs}"
-            thread = threading.Thread(target=self._run, args=(campaign_id,), name=job_id, daemon=True)
+            thread = threading.Thread(target=self._run, args=(campaign_id, job_id), name=job_id, daemon=True)
             self._threads[job_id] = thread
         thread.start()
         return job_id
 
-    def _run(self, campaign_id: int) -> None:
+    def _run(self, campaign_id: int, job_id: str) -> None:
         from evolver.campaign import CampaignSpec
         from evolver.coordinator import Coordinator, CoordinatorSettings
         from workers import WorkerPool, build_trainer
 
         with Store.open(self.db_url) as store:
-            if store.campaign(campaign_id).status in ("cancelled", "completed", "failed"):
-                return  # cancelled before its thread got going, as the CLI entry point would refuse
             try:
                 spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
                 pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
@@ -363,9 +356,11 @@ class ThreadLauncher:
                     Coordinator(store, campaign_id, pool, settings).run()
                 finally:
                     pool.shutdown()
+            except LifecycleError as err:  # cancelled before its thread got going, or run by another
+                log.info("campaign %d not run by %s: %s", campaign_id, job_id, err)
             except Exception as err:  # what a failed Ray job would show: the campaign failed, with why
                 log.exception("campaign %d failed", campaign_id)
-                store.set_campaign_status(campaign_id, "failed", error=f"{type(err).__name__}: {err}")
+                lifecycle.job_ended(store, campaign_id, job_id, f"{type(err).__name__}: {err}")
 
     def cancelled(self, campaign_id: int, job_id: str | None) -> None:
         """Nothing to stop: the coordinator reads the cancel from SQL and ends its thread."""

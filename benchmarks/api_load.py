@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from evolver import lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.store import Store
 
@@ -214,7 +215,7 @@ def main() -> int:
                       f"on {os.cpu_count()} cores")
             return 0 if not tally.errors else 1
         finally:
-            store.set_campaign_status(campaign_id, "cancelled")  # the coordinator stops its trials and its Ray
+            lifecycle.cancel(store, campaign_id)  # the coordinator stops its trials and its Ray
             _stop(coordinator, "the coordinator", exit_wait=30)
             _stop(server, "the server", grace=10)
             store.close()

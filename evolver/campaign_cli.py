@@ -46,6 +46,9 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
                                      "private local Ray on 127.0.0.1 (inside `ray job submit`: that job's cluster)")
     p.add_argument("--num-gpus", type=int, help="local Ray only: GPUs to give it (default: detect)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
+                   help="the coordinator's hold on the campaign, renewed every second while it runs: another "
+                        "coordinator is refused meanwhile, and may take over this long after it died")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
@@ -115,6 +118,7 @@ def _create(store, spec_path: str, project: str) -> int:
 
 
 def run_campaign(args: argparse.Namespace) -> int:
+    from evolver import lifecycle
     from evolver.cluster import connect
     from evolver.coordinator import Coordinator, CoordinatorSettings
     from workers import WorkerPool, build_trainer
@@ -123,11 +127,9 @@ def run_campaign(args: argparse.Namespace) -> int:
         raise ValueError("give either a campaign yaml or --campaign ID")
     with _open_store(args) as store:
         campaign_id = args.campaign if args.campaign is not None else _create(store, args.spec, args.project)
+        if args.command == "resume" and store.campaign(campaign_id).status != "queued":
+            lifecycle.reopen(store, campaign_id)  # ended, or its coordinator died: queued for the claim
         record = store.campaign(campaign_id)
-        if args.command == "resume" and record.status in ("cancelled", "failed", "completed"):
-            store.set_campaign_status(campaign_id, "running")
-        elif record.status in ("completed", "cancelled"):
-            raise ValueError(f"campaign {campaign_id} is {record.status}; `evolver resume {campaign_id}` continues it")
         from evolver.campaign import CampaignSpec
 
         spec = CampaignSpec.model_validate(record.spec)
@@ -135,7 +137,8 @@ def run_campaign(args: argparse.Namespace) -> int:
         connect(args.address, num_gpus=args.num_gpus)
         pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
         try:
-            outcome = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=not args.quiet)).run()
+            outcome = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=not args.quiet,
+                                                                                  lease_seconds=args.lease)).run()
         finally:
             pool.shutdown()
         best = "-" if outcome.best_fitness is None else f"{outcome.best_fitness:.5f} (trial {outcome.best_trial})"
@@ -196,12 +199,18 @@ def _num(value: float | None) -> str:
 
 def cancel_campaign(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
-        record = store.campaign(args.campaign)
-        if record.status in ("completed", "failed", "cancelled"):
-            print(f"campaign {record.id} is already {record.status}")
+        from evolver import lifecycle
+
+        was = store.campaign(args.campaign).status
+        try:
+            lifecycle.cancel(store, args.campaign)
+        except lifecycle.LifecycleError:
+            print(f"campaign {args.campaign} is already {was}")
             return 0
-        store.set_campaign_status(record.id, "cancelled")
-        print(f"campaign {record.id} cancelled; its coordinator stops running trials within seconds")
+        if was == "cancelled":
+            print(f"campaign {args.campaign} is already cancelled")
+        else:
+            print(f"campaign {args.campaign} cancelled; its coordinator stops running trials within seconds")
         return 0
 
 

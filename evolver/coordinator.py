@@ -22,7 +22,9 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayActorError
 
+from evolver import lifecycle
 from evolver.campaign import CampaignSpec
+from evolver.lifecycle import Lease
 from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
@@ -43,6 +45,8 @@ class CoordinatorSettings:
     control_seconds: float = 1.0  # how often the campaign's status is read (cancel)
     grow_seconds: float = 5.0  # how often the cluster is checked for new GPUs
     stop_grace_seconds: float = 30.0  # a stopped trial that does not return by then is killed
+    lease_seconds: float = 30.0  # the campaign's lease (renewed every control period): a dead coordinator's
+    # campaign can be taken over this long after its last renewal
     progress: bool = True
 
 
@@ -100,6 +104,8 @@ class Coordinator:
         self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
         self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)
         self.total = self.spec.total_trials
+        self.lease = Lease(seconds=settings.lease_seconds)
+        self._lost_lease = False
         self.start_weights = self.spec.weights  # what trials load: a YOLOv5 file is converted in run()
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
@@ -133,11 +139,11 @@ class Coordinator:
                 if self.spec.early_stopping.rule != "none":
                     self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
                 self._note_best(trial)
-            if trial.status in FINISHED:  # cancelled ones too: a cancel is final for its trials
+            if trial.status in ("running", "cancelled"):  # interrupted by a crash or a cancel: run again
+                self._queue.append(self._requeue(trial))
+            elif trial.status in FINISHED:
                 self._counts[trial.status] += 1
                 self._finished_in[trial.generation] += 1
-            elif trial.status == "running":  # the previous coordinator died while it trained
-                self._queue.append(self._requeue(trial))
             else:  # pending: bred and stored, never started
                 self._queue.append(trial)
         self._queue = deque(t for t in self._queue if t.status not in FINISHED)
@@ -147,7 +153,8 @@ class Coordinator:
             self._close_generation(generation)
 
     def _requeue(self, trial: TrialRecord) -> TrialRecord:
-        """Back to pending with attempt + 1, or failed when out of attempts."""
+        """Back to pending with attempt + 1, or failed when a crash interrupted it too often (a cancel
+        does not count against `max_attempts`)."""
         if trial.attempt >= self.spec.max_attempts and trial.status == "running":
             self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "failed", metrics={},
                                     fitness=None, epochs_done=0,
@@ -414,10 +421,17 @@ class Coordinator:
         busy.worker.actor.stop.remote(self.campaign_id, busy.trial.number)
 
     # ----------------------------------------------------------------------------- control
-    def _check_cancel(self) -> None:
-        if self._cancelling or self.store.campaign(self.campaign_id).status != "cancelled":
+    def _renew_lease(self) -> None:
+        """Renew the lease; a cancel (or losing the campaign) stops every running trial."""
+        status = lifecycle.renew(self.store, self.campaign_id, self.lease)
+        if self._cancelling or status == "running":
             return
-        log.info("campaign %d cancelled: stopping %d running trial(s)", self.campaign_id, len(self._busy))
+        if status is None:
+            log.error("campaign %d: this coordinator lost its lease (another took over): stopping",
+                      self.campaign_id)
+            self._lost_lease = True
+        else:
+            log.info("campaign %d %s: stopping %d running trial(s)", self.campaign_id, status, len(self._busy))
         self._cancelling = True
         for busy in self._busy.values():
             self._ask_stop(busy, "cancelled")
@@ -435,13 +449,18 @@ class Coordinator:
     # ----------------------------------------------------------------------------- main loop
     def run(self) -> CampaignOutcome:
         started = time.monotonic()
-        self._load()
+        # Exactly one coordinator per campaign: refused while another holds it; a campaign just
+        # reopened may still be held by the coordinator that is stopping it, so wait for that.
+        lifecycle.claim(self.store, self.campaign_id, self.lease, wait_seconds=self.settings.lease_seconds)
         try:
-            self.start_weights = safe_start_weights(self.spec.weights, self.run_dir)
-        except (ValueError, OSError) as err:  # an unreadable, unsafe or unsupported file: no trial can run
-            self.store.set_campaign_status(self.campaign_id, "failed", error=f"weights: {err}")
+            try:
+                self.start_weights = safe_start_weights(self.spec.weights, self.run_dir)
+            except (ValueError, OSError) as err:  # unreadable, unsafe or unsupported: no trial can run
+                raise ValueError(f"weights: {err}") from err
+            self._load()
+        except Exception as err:
+            lifecycle.release(self.store, self.campaign_id, self.lease, "failed", error=str(err))
             raise
-        self.store.set_campaign_status(self.campaign_id, "running")
         progress = CampaignProgress(self.name, self.total, self._finished, enabled=self.settings.progress)
         self._sync_workers()
         next_control = next_grow = time.monotonic()
@@ -450,7 +469,7 @@ class Coordinator:
             while True:
                 now = time.monotonic()
                 if now >= next_control:
-                    self._check_cancel()
+                    self._renew_lease()
                     self._kill_overdue()
                     next_control = now + self.settings.control_seconds
                 if now >= next_grow and not self._cancelling:
@@ -466,6 +485,12 @@ class Coordinator:
                 if not self._busy and (self._cancelling or self._finished >= self.total):
                     break
                 ready = self._wait_for_results()
+        except BaseException:
+            # Ctrl-C or a crash: the campaign stays running, unheld, so `evolver resume` (or another
+            # `evolver run --campaign N`) takes it over at once instead of after the lease.
+            if not self._lost_lease:
+                lifecycle.abandon(self.store, self.campaign_id, self.lease)
+            raise
         finally:
             progress.close()
         return self._conclude(time.monotonic() - started)
@@ -488,18 +513,21 @@ class Coordinator:
             log.exception("campaign %d: exporting the winner failed", self.campaign_id)
 
     def _conclude(self, seconds: float) -> CampaignOutcome:
-        if self._cancelling:
+        if self._lost_lease:
+            status = "taken over"  # another coordinator runs it now: nothing more to write
+        elif self._cancelling:
             for trial in self._queue:
                 if self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "cancelled", metrics={},
                                            fitness=None, epochs_done=0, error="campaign cancelled before it ran"):
                     self._counts["cancelled"] += 1
             status = "cancelled"
+            lifecycle.release(self.store, self.campaign_id, self.lease, status)
         elif self._counts["completed"] == 0:
             status = "failed"
-            self.store.set_campaign_status(self.campaign_id, status, error="no trial completed")
+            lifecycle.release(self.store, self.campaign_id, self.lease, status, error="no trial completed")
         else:
             status = "completed"
-            self.store.set_campaign_status(self.campaign_id, status)
+            lifecycle.release(self.store, self.campaign_id, self.lease, status)
             self._export_winner()
         best = self._best
         return CampaignOutcome(

@@ -120,9 +120,9 @@ def reopen(store: Store, campaign_id: int) -> CampaignRecord:
     raise CampaignBusy(f"campaign {campaign_id} is running, held by {_held_by(campaign)}; cancel it first")
 
 
-def set_job(store: Store, campaign_id: int, job_id: str) -> bool:
-    """Record the job started for a queued campaign (no change once it has moved on)."""
-    return store.transition_campaign(campaign_id, from_statuses=ALIVE, job_id=job_id)
+def set_job(store: Store, campaign_id: int, job_id: str | None) -> None:
+    """Record the job just started for the campaign (it may have run and ended already)."""
+    store.transition_campaign(campaign_id, from_statuses=None, job_id=job_id)
 
 
 def job_ended(store: Store, campaign_id: int, job_id: str, reason: str) -> bool:
@@ -136,3 +136,9 @@ def launch_failed(store: Store, campaign_id: int, reason: str) -> bool:
     """The job could not even be started."""
     return store.transition_campaign(campaign_id, from_statuses=("queued",), unheld=True,
                                      status="failed", error=reason)
+
+
+def abandon(store: Store, campaign_id: int, lease: Lease) -> None:
+    """Let go without an ending (Ctrl-C, a crash being handled): the campaign stays running but
+    unheld, so the next `evolver resume` / `evolver run --campaign N` takes it over at once."""
+    store.transition_campaign(campaign_id, from_statuses=None, holder_is=lease.holder, holder=None)

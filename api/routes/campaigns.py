@@ -31,7 +31,9 @@ from api.schemas import (
     TrialPage,
 )
 from api.submission import read_submission, validate_spec
+from evolver import lifecycle
 from evolver.campaign import CampaignSpec
+from evolver.lifecycle import LifecycleError
 from evolver.store import TRIAL_STATUSES, CampaignRecord, Store, TrialNotFound, TrialRecord
 from evolver.winner_export import NoWinnerError, ParityFailed, WinnerExportError, run_winner_export
 
@@ -100,9 +102,9 @@ def _create_and_start(spec: CampaignSpec, response: Response, settings, store: S
         job_id = launcher.submit(campaign_id)
     except LaunchError as err:
         log.error("campaign %d stored but not started: %s", campaign_id, err)
-        store.set_campaign_status(campaign_id, "failed", error=f"could not start: {err}")
+        lifecycle.launch_failed(store, campaign_id, f"could not start: {err}")
         raise HTTPException(503, f"campaign {campaign_id} was stored but could not be started: {err}") from None
-    store.set_campaign_job(campaign_id, job_id)
+    lifecycle.set_job(store, campaign_id, job_id)
     response.headers["Location"] = f"/campaigns/{campaign_id}"
     return campaign_out(store, store.campaign(campaign_id))
 
@@ -159,30 +161,35 @@ def get_trial(campaign: CampaignDep, store: StoreDep,
 def cancel_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
     """Status cancelled in SQL (the coordinator stops its trials within seconds), then the Ray job is
     stopped if it has not ended after a grace period. Cancelling twice is harmless."""
-    if campaign.status in ("completed", "failed"):
-        raise HTTPException(409, f"campaign {campaign.id} is already {campaign.status}")
-    if campaign.status != "cancelled":
-        store.set_campaign_status(campaign.id, "cancelled")
-        launcher.cancelled(campaign.id, campaign.job_id)
-    return campaign_out(store, store.campaign(campaign.id))
+    was = campaign.status
+    try:
+        cancelled = lifecycle.cancel(store, campaign.id)
+    except LifecycleError as err:
+        raise HTTPException(409, str(err)) from None
+    if was != "cancelled":
+        launcher.cancelled(campaign.id, cancelled.job_id)
+    return campaign_out(store, cancelled)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut,
              responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
-                        409: {"description": "the campaign is queued or running"},
+                        409: {"description": "the campaign is queued, or a live coordinator runs it"},
                         503: {"description": "Ray could not start it"}})
 def resume_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
-    """Continue a cancelled, failed or completed campaign: status running and a new job (completed
-    trials stay; interrupted ones run again)."""
-    if campaign.status in ("queued", "running"):
-        raise HTTPException(409, f"campaign {campaign.id} is {campaign.status}; cancel it first")
-    store.set_campaign_status(campaign.id, "running")
+    """Continue a cancelled, failed or completed campaign, or one whose coordinator died (its lease
+    lapsed): queued again with a new job. Completed trials stay; cancelled and interrupted ones run
+    again as their next attempt, up to the trial count the campaign asked for. Of two resumes at
+    once, one wins and the other gets 409."""
+    try:
+        lifecycle.reopen(store, campaign.id)
+    except LifecycleError as err:
+        raise HTTPException(409, str(err)) from None
     try:
         job_id = launcher.submit(campaign.id)
     except LaunchError as err:
-        store.set_campaign_status(campaign.id, "failed", error=f"could not start: {err}")
+        lifecycle.launch_failed(store, campaign.id, f"could not start: {err}")
         raise HTTPException(503, f"campaign {campaign.id} could not be started: {err}") from None
-    store.set_campaign_job(campaign.id, job_id)
+    lifecycle.set_job(store, campaign.id, job_id)
     return campaign_out(store, store.campaign(campaign.id))
 
 

@@ -1,9 +1,13 @@
 """The campaign store: every campaign, generation, trial and artefact, in SQL.
 
 Contract (after Optuna's storage contract):
-- Finished trials (completed / failed / pruned / cancelled) are never modified. Calls that would
-  change one return False (`start_trial`, `record_epoch`, `finish_trial`) or raise
-  `TrialAlreadyFinished` (`requeue_trial`), and write nothing.
+- Finished trials (completed / failed / pruned / cancelled) are never modified, with one
+  exception: `requeue_trial` runs a cancelled trial again as its next attempt when its campaign
+  is resumed. Other calls that would change one return False (`start_trial`, `record_epoch`,
+  `finish_trial`) or raise `TrialAlreadyFinished` (`requeue_trial` of a completed, failed or
+  pruned trial), and write nothing.
+- A campaign's status changes only through `transition_campaign` / `renew_campaign_lease`:
+  compare-and-set UPDATEs whose rules live in `evolver.lifecycle`.
 - Each public call is one transaction: it is written whole or not at all. Bad input (unknown
   status, campaign or trial, non-numeric values) raises before anything is written. Calls made
   inside `batch()` share one transaction instead (the coordinator's unit of work per loop turn):
@@ -272,15 +276,6 @@ class Store:
             rows = conn.execute(select(CAMPAIGNS).order_by(CAMPAIGNS.c.id)).all()
         return [_campaign_record(row) for row in rows]
 
-    def set_campaign_status(self, campaign_id: int, status: str, error: str | None = None) -> None:
-        """Set the status (and its error text; None clears it)."""
-        status = checks.campaign_status(status)
-        error = checks.optional_text(error, "error")
-        self._update_campaign(campaign_id, status=status, error=error)
-
-    def set_campaign_job(self, campaign_id: int, job_id: str | None) -> None:
-        self._update_campaign(campaign_id, job_id=checks.optional_text(job_id, "job_id", 200))
-
     def transition_campaign(self, campaign_id: int, *, from_statuses: Collection[str] | None,
                             unheld: bool = False, holder_is: str | None = None, job_is: str | None = None,
                             **changes: object) -> bool:
@@ -333,13 +328,6 @@ class Store:
             return conn.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id, CAMPAIGNS.c.holder == holder)
                                 .values(lease_expires_at=expires, updated_at=now)
                                 .returning(CAMPAIGNS.c.status)).scalar()
-
-    def _update_campaign(self, campaign_id: int, **values: object) -> None:
-        with self._write() as conn:
-            result = conn.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id)
-                                  .values(updated_at=_now(), **values))
-            if result.rowcount != 1:
-                raise CampaignNotFound(campaign_id)
 
     @staticmethod
     def _require_campaign(conn: Connection, campaign_id: int) -> None:
@@ -452,14 +440,16 @@ class Store:
             return True
 
     def requeue_trial(self, campaign_id: int, number: int) -> int:
-        """Send a pending / running trial back to the queue as a new attempt; returns that attempt.
+        """Send a pending / running / cancelled trial back to the queue as a new attempt; returns
+        that attempt.
 
         The new attempt starts clean (no worker, times or error); epochs of earlier attempts stay
         in SQL under their attempt number. Raises `TrialAlreadyFinished` for a finished trial.
         """
         with self._write() as conn:
             attempt = conn.execute(update(TRIALS).where(
-                TRIALS.c.campaign_id == campaign_id, TRIALS.c.number == number, _ACTIVE).values(
+                TRIALS.c.campaign_id == campaign_id, TRIALS.c.number == number,
+                TRIALS.c.status.in_((*ACTIVE_TRIAL_STATUSES, "cancelled"))).values(
                 status="pending", attempt=TRIALS.c.attempt + 1, worker=None, node_id=None, node_ip=None,
                 gpu_id=None, started_at=None, ended_at=None, error=None).returning(TRIALS.c.attempt)).scalar()
             if attempt is None:

@@ -215,7 +215,7 @@ def test_cancel_button_needs_the_token_then_cancels(server, campaigns, store, pa
 
 def test_page_follows_a_running_campaign_without_reload(server, campaigns, store, page):
     cid = campaigns[1]["live"]
-    store.set_campaign_status(cid, "running")
+    store.transition_campaign(cid, from_statuses=None, status="running")
     page.goto(f"{server}/campaigns/{cid}/view")
     page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'running'")
     assert _trace_lengths(page)[0] == 0

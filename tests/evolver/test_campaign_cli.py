@@ -11,11 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from evolver import lifecycle
 from evolver.cli import main
 from evolver.store import Store
 
@@ -54,7 +56,8 @@ def test_killed_coordinator_resumes_without_retraining(tiny_synthetic, tmp_path)
     db = Store.sqlite_url(tmp_path / "evolver.db")
     spec = write_spec(tmp_path, name="crash", data=str(tiny_synthetic), epochs=1, img_size=64, generations=5,
                       population=1, cpu_workers=1, exports=[])
-    first = evolver("run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet", start_new_session=True)
+    first = evolver("run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet", "--lease", "4",
+                    start_new_session=True)
     store = Store.open(db)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -73,6 +76,13 @@ def test_killed_coordinator_resumes_without_retraining(tiny_synthetic, tmp_path)
     interrupted = [t.number for t in store.trials(cid) if t.status == "running"]
     assert store.campaign(cid).status == "running" and interrupted
 
+    # Its lease (renewed every second) outlives it by up to 4 s: meanwhile a resume is refused,
+    # naming the holder; once it lapsed, the campaign is taken over.
+    holder = store.campaign(cid).holder
+    with pytest.raises(lifecycle.CampaignBusy, match=f"held by {holder}"):
+        lifecycle.reopen(store, cid)
+    while store.campaign(cid).lease_expires_at > datetime.now(UTC):
+        time.sleep(0.2)
     second = evolver("resume", str(cid), "--db", db, "--quiet")
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out

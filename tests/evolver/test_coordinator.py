@@ -10,6 +10,7 @@ import time
 import pytest
 import yaml
 
+from evolver import lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.coordinator import Coordinator, CoordinatorSettings
 from evolver.store import Store
@@ -149,7 +150,7 @@ def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
         while not store.trials(cid, statuses=("running",)):
             time.sleep(0.05)
         time.sleep(0.5)
-        Store.open(Store.sqlite_url(tmp_path / "evolver.db")).set_campaign_status(cid, "cancelled")
+        lifecycle.cancel(Store.open(Store.sqlite_url(tmp_path / "evolver.db")), cid)
 
     thread = threading.Thread(target=cancel_soon)
     thread.start()

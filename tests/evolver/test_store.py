@@ -111,9 +111,10 @@ def test_campaign_lifecycle(store, tmp_path):
     record.spec["population"] = 98  # nor is the returned one
     assert store.campaign(campaign_id).spec["population"] == 4
 
-    store.set_campaign_status(campaign_id, "running")
-    store.set_campaign_job(campaign_id, "raysubmit_123")
-    store.set_campaign_status(campaign_id, "failed", error="boom")
+    assert store.transition_campaign(campaign_id, from_statuses=("queued",), status="running")
+    assert store.transition_campaign(campaign_id, from_statuses=None, job_id="raysubmit_123")
+    assert not store.transition_campaign(campaign_id, from_statuses=("queued",), status="completed")  # not queued
+    assert store.transition_campaign(campaign_id, from_statuses=("running",), status="failed", error="boom")
     record = store.campaign(campaign_id)
     assert (record.status, record.job_id, record.error) == ("failed", "raysubmit_123", "boom")
     assert record.updated_at >= record.created_at
@@ -122,10 +123,10 @@ def test_campaign_lifecycle(store, tmp_path):
 
 def test_campaign_bad_input_names_it_and_writes_nothing(store, campaign):
     with pytest.raises(ValueError, match="'paused'"):
-        store.set_campaign_status(campaign, "paused")
+        store.transition_campaign(campaign, from_statuses=None, status="paused")
     assert store.campaign(campaign).status == "queued"
     with pytest.raises(CampaignNotFound, match="campaign 999"):
-        store.set_campaign_status(999, "running")
+        store.transition_campaign(999, from_statuses=None, status="running")
     with pytest.raises(CampaignNotFound):
         store.campaign(999)
     with pytest.raises(ValueError, match="spec"):

@@ -455,17 +455,17 @@ def test_add_trial_for_a_missing_campaign_names_it_inside_a_batch_too(store, cam
     assert store.trials(campaign) == []
 
 
-def test_prepared_statements_store_what_core_reads_back(store, campaign):
-    """Values bound by the driver-level path (datetimes, JSON, NULLs, floats) read back exactly
-    through SQLAlchemy Core on both backends."""
+def test_values_written_read_back_exactly(store, campaign):
+    """What the per-trial calls write (microsecond datetimes, JSON epochs, NULLs, NaN, extreme
+    floats, 64-bit seeds) reads back exactly on both backends."""
     started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    store.add_trial(campaign, 0, 0, HYP, [], seed=2**31 - 1)
+    store.add_trial(campaign, 0, 0, HYP, [], seed=2**63 - 1)
     store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="::1", gpu_id=None, started_at=started)
     odd = {**METRICS, "precision": float("nan"), "recall": 1e-300}
     store.finish_trial(campaign, 0, 1, "completed", metrics=odd, fitness=0.123456789012345, epochs_done=1,
                        epochs=[(0, odd, None)], ended_at=started.timestamp() + 1.5)
     trial = store.trial(campaign, 0)
-    assert trial.started_at == started and trial.gpu_id is None and trial.seed == 2**31 - 1
+    assert trial.started_at == started and trial.gpu_id is None and trial.seed == 2**63 - 1
     assert (trial.ended_at - started).total_seconds() == pytest.approx(1.5)
     assert trial.fitness == 0.123456789012345 and trial.metrics["recall"] == 1e-300
     assert math.isnan(trial.metrics["precision"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -82,6 +83,26 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
     assert (tmp_path / "evolver.db").is_file()
+
+
+def test_sqlite_writers_take_the_write_lock_at_begin(tmp_path):
+    """A batch holds SQLite's write lock from its first call, even a read (BEGIN IMMEDIATE), so it
+    never finds at its first write that another process wrote first; plain reads do not take it."""
+    path = tmp_path / "evolver.db"
+    with Store.open(Store.sqlite_url(path)) as store:
+        campaign = store.create_campaign("lock", {}, str(tmp_path))
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            with store.engine.connect() as reader:
+                reader.execute(text("SELECT 1 FROM campaigns")).all()
+                other.execute("BEGIN IMMEDIATE")  # a reader's transaction leaves the lock free
+                other.execute("ROLLBACK")
+            with store.batch():
+                store.campaign(campaign)
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
 
 
 def test_unsupported_database_is_refused_by_name():

@@ -4,7 +4,7 @@ A local Ray with `--gpus` fake GPUs gets one worker per GPU; every trial is a Sl
 sleep of 0.2–0.8 s (it trains nothing), so what is measured is the coordinator: breeding, SQL,
 files, dispatch. Prints
   - worker utilisation = summed trial time measured on the workers / (workers × wall), target >= 95 %;
-  - coordinator + SQL cost per trial, target <= 5 ms: the coordinator thread's CPU time / trials;
+  - coordinator + SQL cost per trial, target <= 10 ms (issue 12): the coordinator thread's CPU time / trials;
     beside it the loop's wall time outside waits (it includes time descheduled while 16 worker
     processes share 2 cores) and the whole process's CPU time (it adds Ray's driver threads).
 
@@ -61,7 +61,7 @@ def main() -> None:
               f"({args.gpus} fake GPUs) in {wall:.1f} s")
         print(f"worker utilisation     {busy / (workers * wall):7.1%}   (target >= 95 %)")
         own = (wall - coordinator.idle_seconds) / len(trials)
-        print(f"coordinator CPU/trial  {thread / len(trials) * 1000:7.2f} ms (target <= 5 ms: the loop thread's CPU "
+        print(f"coordinator CPU/trial  {thread / len(trials) * 1000:7.2f} ms (target <= 10 ms: the loop thread's CPU "
               "time: breeding, SQL, files, Ray calls)")
         print(f"loop wall/trial        {own * 1000:7.2f} ms (the same in wall time, incl. waiting for the cores "
               "the 16 workers share)")

@@ -1,7 +1,8 @@
 """SQL cost per trial of the coordinator's hot path on SQLite (no test; prints numbers).
 
 Per trial: add_trial + start_trial + finish_trial + close_generation (what the coordinator does
-for each trial), plus, reported apart, record_epoch. Budget: <= 5 ms per trial (issue 3).
+for each trial), plus, reported apart, record_epoch. No bound of its own: it is part of the
+coordinator's <= 10 ms CPU per trial (issue 12), which benchmarks.coordinator_scale measures.
 
     .venv/bin/python benchmarks/store_speed.py [--trials 1000] [--population 8] [--epochs 10]
 """
@@ -60,7 +61,7 @@ def main() -> None:
     per_trial_ms = 1000 * hot / args.trials
     print(f"{args.trials} trials, population {args.population}, SQLite WAL synchronous=NORMAL")
     print(f"hot path (add + start + finish + close_generation): {per_trial_ms:.2f} ms/trial "
-          f"({'within' if per_trial_ms <= 5 else 'OVER'} the 5 ms budget)")
+          "(part of the coordinator's <= 10 ms per trial)")
     print(f"record_epoch: {1000 * epochs / max(1, args.trials * args.epochs):.2f} ms/epoch")
     print(f"trials() reading all {len(listed)} trials: {1000 * read:.0f} ms")
 

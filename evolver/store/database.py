@@ -66,8 +66,7 @@ def _begin_sqlite(connection: Connection) -> None:
     """Writers take the write lock up front (BEGIN IMMEDIATE): a deferred transaction that reads,
     then finds another process committed first, cannot upgrade to writing and fails at once."""
     write = connection.get_execution_options().get(WRITE_OPTION, False)
-    # On the driver's connection directly: SQLAlchemy's execution path would cost more than BEGIN.
-    connection.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def upgrade_to_head(engine: Engine) -> None:

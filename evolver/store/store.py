@@ -19,9 +19,9 @@ Contract (after Optuna's storage contract):
   attempt that was re-queued cannot overwrite the retry.
 
 Hot paths (`add_trial`, `start_trial`, `finish_trial`, `record_epoch`, `close_generation`) run
-prepared Core statements on the driver's cursor (prepared.py) with guarded UPDATEs (`WHERE status
-IN (pending, running) AND attempt = ?`): the guard is the check, so there is no read-then-write
-race and one round trip fewer.
+Core statements built once with bind parameters, and guarded UPDATEs (`WHERE status IN (pending,
+running) AND attempt = :attempt`): the guard is the check, so there is no read-then-write race
+and one round trip fewer.
 """
 
 from __future__ import annotations
@@ -36,14 +36,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from . import checks
 from .database import WRITE_OPTION, create_store_engine, sqlite_url, upgrade_to_head
 from .errors import CampaignNotFound, InvalidInput, TrialAlreadyFinished, TrialNotFound
-from .prepared import PreparedStatement
 from .models import (
     Artefact,
     Campaign,
@@ -75,59 +74,34 @@ EPOCHS = TrialEpoch.__table__
 IMPORTED = ImportedParentRow.__table__
 ARTEFACTS = Artefact.__table__
 
-# `or_` rather than `in_`: an IN list is expanded at execution, which prepared statements cannot do.
-_ACTIVE = or_(*(TRIALS.c.status == status for status in ACTIVE_TRIAL_STATUSES))
+_ACTIVE = TRIALS.c.status.in_(ACTIVE_TRIAL_STATUSES)
 _HASH_CHUNK = 1 << 20
 
-
-def _bound(columns: Sequence[str]) -> dict[str, object]:
-    """Each column's value from the bind parameter of the same name."""
-    return {column: bindparam(column) for column in columns}
-
-
-def _insert(table, *columns: str):
-    """INSERT of these columns, each from the bind parameter of the same name."""
-    return insert(table).values(_bound(columns))
-
-
-def _insert_unless_stored(table, unique: Sequence[str], *columns: str) -> dict[str, PreparedStatement]:
-    """Per dialect, an INSERT that skips a row whose `unique` key is stored already (both spell it
-    ON CONFLICT DO NOTHING); RETURNING then yields no row (rowcount is no help: PostgreSQL reports
-    -1 with RETURNING)."""
-    return {
-        name: PreparedStatement(dialect.insert(table).values(_bound(columns))
-                                .on_conflict_do_nothing(index_elements=list(unique)).returning(table.c.id))
-        for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
-    }
-
-
-# The coordinator's per-trial statements (see prepared.py), compiled once per dialect. WHERE
-# parameters are prefixed `w_` so they never clash with the columns being set.
-_CAMPAIGN_EXISTS = PreparedStatement(select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.id == bindparam("w_campaign")))
-_TRIAL_STATE = PreparedStatement(select(TRIALS.c.id, TRIALS.c.status, TRIALS.c.attempt).where(
-    TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number")))
+# The coordinator's per-trial statements, built once with bind parameters (SQLAlchemy caches each
+# one's compiled form). WHERE parameters are prefixed `w_` so they never clash with the columns set.
+_CAMPAIGN_EXISTS = select(CAMPAIGNS.c.id).where(CAMPAIGNS.c.id == bindparam("w_campaign"))
+_TRIAL_STATE = select(TRIALS.c.id, TRIALS.c.status, TRIALS.c.attempt).where(
+    TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number"))
 _CURRENT_ATTEMPT = (TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number == bindparam("w_number"),
                     TRIALS.c.attempt == bindparam("w_attempt"), _ACTIVE)
-# A trial number already stored is skipped, not an error.
-_INSERT_TRIAL = _insert_unless_stored(
-    TRIALS, ("campaign_id", "number"), "campaign_id", "number", "generation", "status", "worker", "node_id",
-    "node_ip", "gpu_id", "started_at", "attempt", "seed", "epochs_done")
-_INSERT_PARAMS = PreparedStatement(_insert(PARAMS, "trial_id", "name", "value"))
-_INSERT_PARENTS = PreparedStatement(_insert(PARENTS, "trial_id", "position", "parent_number"))
-_INSERT_METRICS = PreparedStatement(_insert(METRICS, "trial_id", "name", "value"))
-# An epoch already stored is skipped: progress polls and the final result may both carry it.
-_INSERT_EPOCH = _insert_unless_stored(
-    EPOCHS, ("trial_id", "attempt", "epoch"), "trial_id", "attempt", "epoch", "metrics", "fitness", "recorded_at")
-_START_TRIAL = PreparedStatement(update(TRIALS).where(*_CURRENT_ATTEMPT).values(
+# Per dialect, an INSERT that skips a row whose unique key is stored already (both spell it ON
+# CONFLICT DO NOTHING); RETURNING then yields no row (rowcount is no help: PostgreSQL reports -1
+# with RETURNING). A trial number already stored, or an epoch that both a progress poll and the
+# final result carried, is skipped, not an error.
+_INSERT_TRIAL = {dialect.dialect.name: dialect.insert(TRIALS).on_conflict_do_nothing(
+    index_elements=["campaign_id", "number"]).returning(TRIALS.c.id) for dialect in (sqlite, postgresql)}
+_INSERT_EPOCH = {dialect.dialect.name: dialect.insert(EPOCHS).on_conflict_do_nothing(
+    index_elements=["trial_id", "attempt", "epoch"]).returning(EPOCHS.c.id) for dialect in (sqlite, postgresql)}
+_START_TRIAL = update(TRIALS).where(*_CURRENT_ATTEMPT).values(
     status="running", worker=bindparam("worker"), node_id=bindparam("node_id"), node_ip=bindparam("node_ip"),
-    gpu_id=bindparam("gpu_id"), started_at=bindparam("started_at"), ended_at=None))
-_FINISH_TRIAL = PreparedStatement(update(TRIALS).where(*_CURRENT_ATTEMPT).values(
+    gpu_id=bindparam("gpu_id"), started_at=bindparam("started_at"), ended_at=None)
+_FINISH_TRIAL = update(TRIALS).where(*_CURRENT_ATTEMPT).values(
     status=bindparam("status"), ended_at=bindparam("ended_at"), fitness=bindparam("fitness"),
     epochs_done=bindparam("epochs_done"), error=bindparam("error"), weights_path=bindparam("weights_path"),
-).returning(TRIALS.c.id))
-_GENERATION_TRIALS = PreparedStatement(select(TRIALS.c.number, TRIALS.c.status, TRIALS.c.fitness).where(
+).returning(TRIALS.c.id)
+_GENERATION_TRIALS = select(TRIALS.c.number, TRIALS.c.status, TRIALS.c.fitness).where(
     TRIALS.c.campaign_id == bindparam("w_campaign"), TRIALS.c.number >= bindparam("w_first"),
-    TRIALS.c.number < bindparam("w_end")))
+    TRIALS.c.number < bindparam("w_end"))
 _STORED_GENERATION = select(GENERATIONS).where(GENERATIONS.c.campaign_id == bindparam("w_campaign"),
                                                GENERATIONS.c.number == bindparam("w_number"))
 
@@ -161,6 +135,12 @@ class _Batch:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _insert_rows(conn: Connection, statement, rows: list[dict]) -> None:
+    """One INSERT for all rows (executemany); no rows, no statement."""
+    if rows:
+        conn.execute(statement, rows)
 
 
 def _float_or_nan(value: float | None) -> float:
@@ -331,7 +311,7 @@ class Store:
 
     @staticmethod
     def _require_campaign(conn: Connection, campaign_id: int) -> None:
-        if _CAMPAIGN_EXISTS.scalar(conn, {"w_campaign": campaign_id}) is None:
+        if conn.execute(_CAMPAIGN_EXISTS, {"w_campaign": campaign_id}).first() is None:
             raise CampaignNotFound(campaign_id)
 
     # ----------------------------------------------------------------------------- trials
@@ -358,14 +338,14 @@ class Store:
                 "gpu_id": checks.optional_text(running_on.get("gpu_id"), "gpu_id", 64), "started_at": _now()}
         with self._write() as conn:
             self._require_campaign(conn, campaign_id)
-            trial_id = _INSERT_TRIAL[conn.dialect.name].scalar(conn, {
+            trial_id = conn.execute(_INSERT_TRIAL[conn.dialect.name], {
                 "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
-                "attempt": 1, "seed": seed, "epochs_done": 0})
+                "attempt": 1, "seed": seed, "epochs_done": 0}).scalar()
             if trial_id is None:  # stored already (its number's unique key said so): nothing written
                 return _load_trials(conn, campaign_id, number=number)[0]
-            _INSERT_PARAMS.many(conn, [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
-            _INSERT_PARENTS.many(conn, [{"trial_id": trial_id, "position": i, "parent_number": p}
-                                        for i, p in enumerate(parent_numbers)])
+            _insert_rows(conn, insert(PARAMS), [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
+            _insert_rows(conn, insert(PARENTS), [{"trial_id": trial_id, "position": i, "parent_number": p}
+                                                 for i, p in enumerate(parent_numbers)])
         return TrialRecord(
             campaign_id=campaign_id, number=number, generation=generation, attempt=1,
             hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,
@@ -382,7 +362,7 @@ class Store:
             "node_ip": checks.optional_text(node_ip, "node_ip", 64), "gpu_id": checks.optional_text(gpu_id, "gpu_id", 64),
             "started_at": checks.timestamp(started_at, "started_at") or _now()}
         with self._write() as conn:
-            if _START_TRIAL.rowcount(conn, values) == 1:
+            if conn.execute(_START_TRIAL, values).rowcount == 1:
                 return True
             self._trial_state(conn, campaign_id, number)  # raises if there is no such trial
             return False
@@ -404,7 +384,7 @@ class Store:
                 return False
             row = {"trial_id": trial_id, "attempt": attempt, "epoch": epoch, "metrics": values, "fitness": fitness,
                    "recorded_at": _now()}
-            return _INSERT_EPOCH[conn.dialect.name].scalar(conn, row) is not None
+            return conn.execute(_INSERT_EPOCH[conn.dialect.name], row).first() is not None
 
     def finish_trial(self, campaign_id: int, number: int, attempt: int, status: str, *, metrics: dict,
                      fitness: float | None, epochs_done: int, error: str | None = None,
@@ -427,16 +407,16 @@ class Store:
             "ended_at": checks.timestamp(ended_at, "ended_at") or _now()}
         values = checks.metrics(metrics)
         with self._write() as conn:
-            trial_id = _FINISH_TRIAL.scalar(conn, result)
+            trial_id = conn.execute(_FINISH_TRIAL, result).scalar()
             if trial_id is None:  # stale or repeated: nothing written, epochs included
                 self._trial_state(conn, campaign_id, number)
                 return False
             now = _now()  # the attempt was current and active a statement ago, in this transaction
-            for epoch, epoch_metrics, epoch_fitness in epoch_rows:
-                _INSERT_EPOCH[conn.dialect.name].scalar(conn, {
-                    "trial_id": trial_id, "attempt": result["w_attempt"], "epoch": epoch, "metrics": epoch_metrics,
-                    "fitness": epoch_fitness, "recorded_at": now})
-            _INSERT_METRICS.many(conn, [{"trial_id": trial_id, "name": k, "value": v} for k, v in values.items()])
+            _insert_rows(conn, _INSERT_EPOCH[conn.dialect.name], [
+                {"trial_id": trial_id, "attempt": result["w_attempt"], "epoch": epoch, "metrics": epoch_metrics,
+                 "fitness": epoch_fitness, "recorded_at": now} for epoch, epoch_metrics, epoch_fitness in epoch_rows])
+            _insert_rows(conn, insert(METRICS), [{"trial_id": trial_id, "name": k, "value": v}
+                                                 for k, v in values.items()])
             return True
 
     def requeue_trial(self, campaign_id: int, number: int) -> int:
@@ -510,12 +490,11 @@ class Store:
 
     def _trial_state(self, conn: Connection, campaign_id: int, number: int) -> tuple[int, str, int]:
         """(row id, status, attempt) of a trial; TrialNotFound / CampaignNotFound if absent."""
-        rows = _TRIAL_STATE.rows(conn, {"w_campaign": campaign_id, "w_number": number})
-        if not rows:
+        row = conn.execute(_TRIAL_STATE, {"w_campaign": campaign_id, "w_number": number}).first()
+        if row is None:
             self._require_campaign(conn, campaign_id)
             raise TrialNotFound(campaign_id, number)
-        trial_id, status, attempt = rows[0]
-        return trial_id, status, attempt
+        return row.id, row.status, row.attempt
 
     # ----------------------------------------------------------------------------- generations
     def close_generation(self, campaign_id: int, index: int, size: int) -> GenerationRecord | None:
@@ -530,16 +509,17 @@ class Store:
         size = checks.integer(size, "generation size", 1)
         first = index * size
         with self._write() as conn:
-            rows = _GENERATION_TRIALS.rows(conn, {"w_campaign": campaign_id, "w_first": first, "w_end": first + size})
-            if len(rows) < size or any(status in ACTIVE_TRIAL_STATUSES for _, status, _ in rows):
+            rows = conn.execute(_GENERATION_TRIALS,
+                                {"w_campaign": campaign_id, "w_first": first, "w_end": first + size}).all()
+            if len(rows) < size or any(row.status in ACTIVE_TRIAL_STATUSES for row in rows):
                 if not rows:
                     self._require_campaign(conn, campaign_id)
                 return None
             stored = conn.execute(_STORED_GENERATION, {"w_campaign": campaign_id, "w_number": index}).first()
             if stored is not None:
                 return _generation_record(stored)
-            completed = [(number, fitness) for number, status, fitness in rows if status == "completed"]
-            scored = [(fitness, number) for number, fitness in completed if fitness is not None]
+            completed = [row for row in rows if row.status == "completed"]
+            scored = [(row.fitness, row.number) for row in completed if row.fitness is not None]
             best_fitness = mean_fitness = best_trial = None
             if scored:
                 best_fitness, best_trial = max(scored, key=lambda item: (item[0], -item[1]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -68,6 +69,26 @@ def test_sqlite_uses_wal_and_foreign_keys(tmp_path):
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
     assert (tmp_path / "evolver.db").is_file()
+
+
+def test_sqlite_writers_take_the_write_lock_at_begin(tmp_path):
+    """A batch holds SQLite's write lock from its first call, even a read (BEGIN IMMEDIATE), so it
+    never finds at its first write that another process wrote first; plain reads do not take it."""
+    path = tmp_path / "evolver.db"
+    with Store.open(Store.sqlite_url(path)) as store:
+        campaign = store.create_campaign("lock", {}, str(tmp_path))
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            with store.engine.connect() as reader:
+                reader.execute(text("SELECT 1 FROM campaigns")).all()
+                other.execute("BEGIN IMMEDIATE")  # a reader's transaction leaves the lock free
+                other.execute("ROLLBACK")
+            with store.batch():
+                store.campaign(campaign)
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
 
 
 def test_unsupported_database_is_refused_by_name():
@@ -442,17 +463,17 @@ def test_add_trial_for_a_missing_campaign_names_it_inside_a_batch_too(store, cam
     assert store.trials(campaign) == []
 
 
-def test_prepared_statements_store_what_core_reads_back(store, campaign):
-    """Values bound by the driver-level path (datetimes, JSON, NULLs, floats) read back exactly
-    through SQLAlchemy Core on both backends."""
+def test_values_written_read_back_exactly(store, campaign):
+    """What the per-trial calls write (microsecond datetimes, JSON epochs, NULLs, NaN, extreme
+    floats, 64-bit seeds) reads back exactly on both backends."""
     started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    store.add_trial(campaign, 0, 0, HYP, [], seed=2**31 - 1)
+    store.add_trial(campaign, 0, 0, HYP, [], seed=2**63 - 1)
     store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="::1", gpu_id=None, started_at=started)
     odd = {**METRICS, "precision": float("nan"), "recall": 1e-300}
     store.finish_trial(campaign, 0, 1, "completed", metrics=odd, fitness=0.123456789012345, epochs_done=1,
                        epochs=[(0, odd, None)], ended_at=started.timestamp() + 1.5)
     trial = store.trial(campaign, 0)
-    assert trial.started_at == started and trial.gpu_id is None and trial.seed == 2**31 - 1
+    assert trial.started_at == started and trial.gpu_id is None and trial.seed == 2**63 - 1
     assert (trial.ended_at - started).total_seconds() == pytest.approx(1.5)
     assert trial.fitness == 0.123456789012345 and trial.metrics["recall"] == 1e-300
     assert math.isnan(trial.metrics["precision"])

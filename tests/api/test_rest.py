@@ -11,6 +11,9 @@ import time
 import pytest
 import yaml
 
+from fastapi.testclient import TestClient
+
+from api.app import create_app
 from evolver.store import Store
 from tests.api.helpers import api_settings, running_app, sleep_spec, wait_for
 
@@ -160,11 +163,38 @@ def test_cancel_then_resume(tmp_path, local_ray):
         assert client.post(f"/campaigns/{cid}/cancel").status_code == 200  # twice is harmless
         first_job = body["job_id"]
         resumed = client.post(f"/campaigns/{cid}/resume")
-        assert resumed.status_code == 200 and resumed.json()["status"] == "running"
+        assert resumed.status_code == 200 and resumed.json()["status"] in ("queued", "running")
         assert resumed.json()["job_id"] != first_job
-        assert client.post(f"/campaigns/{cid}/resume").status_code == 409  # running already
+        assert client.post(f"/campaigns/{cid}/resume").status_code == 409  # queued or running already
         client.post(f"/campaigns/{cid}/cancel")
         launcher.join(timeout=30)
+
+
+def test_two_resumes_at_once_start_one_job(tmp_path):
+    """Sent together, two resumes of a cancelled campaign: one 200 with one job, one 409."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.launcher import QueueLauncher
+
+    class CountingLauncher(QueueLauncher):
+        def __init__(self):
+            self.submitted = []
+
+        def submit(self, campaign_id):
+            self.submitted.append(campaign_id)
+            time.sleep(0.2)  # a real launch takes a while: the second request lands meanwhile
+            return f"job-{len(self.submitted)}"
+
+    launcher = CountingLauncher()
+    settings = api_settings(tmp_path)
+    with TestClient(create_app(settings, launcher=lambda s, url: launcher)) as client:
+        cid = client.post("/campaigns", json=sleep_spec()).json()["id"]
+        assert client.post(f"/campaigns/{cid}/cancel").status_code == 200
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: client.post(f"/campaigns/{cid}/resume"), range(2)))
+        assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+        assert launcher.submitted == [cid, cid]  # the create, then exactly one resume
+        assert client.get(f"/campaigns/{cid}").json()["job_id"] == "job-2"
 
 
 def test_completed_campaign_cannot_be_cancelled(finished):

@@ -163,6 +163,17 @@ def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
     assert statuses <= {"cancelled", "completed"} and "cancelled" in statuses
     assert store.campaign(cid).status == "cancelled"
 
+    # Resumed, it runs to the 10 trials it asked for: the cancelled ones again, as attempt 2.
+    cancelled = [t.number for t in store.trials(cid) if t.status == "cancelled"]
+    lifecycle.reopen(store, cid)
+    outcome = run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=0.05, max_seconds=0.1), cpu_workers=2))
+    trials = store.trials(cid)
+    assert outcome.status == "completed" and outcome.completed == 10 and len(trials) == 10
+    assert all(t.status == "completed" for t in trials)
+    assert all(trials[n].attempt == 2 for n in cancelled)
+    record = store.campaign(cid)
+    assert record.status == "completed" and record.holder is None
+
 
 def test_campaign_fine_tunes_a_yolov5_checkpoint_through_a_converted_copy(local_ray, tiny_synthetic, tmp_path):
     import torch

@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from evolver.ranking import best_of
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PROJECT = "runs/evolve"
@@ -165,10 +167,9 @@ def show_status(args: argparse.Namespace) -> int:
                 trials = store.trials(c.id)
                 done = sum(t.finished for t in trials)
                 total = CampaignSpec.model_validate(c.spec).total_trials
-                best = max((t.fitness for t in trials if t.status == "completed" and t.fitness is not None),
-                           default=None)
+                best = best_of(trials)
                 print(f"{c.id:>4} {c.name:<24} {c.status:<10} {done:>5}/{total:<5} "
-                      f"{'-' if best is None else f'{best:.5f}':>9}")
+                      f"{'-' if best is None else f'{best.fitness:.5f}':>9}")
             return 0
         c = store.campaign(args.campaign)
         spec = CampaignSpec.model_validate(c.spec)
@@ -219,11 +220,10 @@ def show_best(args: argparse.Namespace) -> int:
 
     with _open_store(args) as store:
         record = store.campaign(args.campaign)
-        completed = [t for t in store.trials(record.id, statuses=("completed",)) if t.fitness is not None]
-        if not completed:
+        best = best_of(store.trials(record.id, statuses=("completed",)))
+        if best is None:
             print(f"campaign {record.id} has no completed trial yet")
             return 1
-        best = max(completed, key=lambda t: (t.fitness, -t.number))
         print(f"best of campaign {record.id}: trial {best.number} (generation {best.generation}), "
               f"fitness {best.fitness:.5f}")
         print("  " + "  ".join(f"{k} {v:.4f}" for k, v in best.metrics.items()))

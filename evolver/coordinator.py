@@ -25,6 +25,7 @@ from ray.exceptions import RayActorError
 from evolver import lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.lifecycle import Lease
+from evolver.ranking import better
 from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
@@ -166,7 +167,7 @@ class Coordinator:
         return self.store.trial(self.campaign_id, trial.number)
 
     def _note_best(self, trial: TrialRecord) -> None:
-        if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
+        if better(trial, self._best):
             self._best = trial
 
     def _observe(self, trial: TrialRecord) -> None:

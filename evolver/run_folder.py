@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from evolver.ranking import better, ranked
 from evolver.exchange import append_evolve_csv, write_evolve_csv, write_hyp_evolved
 from evolver.store import Store, TrialRecord
 
@@ -38,7 +39,7 @@ class RunFolder:
         """Rewrite the files from SQL (start of a run or a resume)."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_evolve_csv(self.evolve_csv, [(t.metrics, t.hyp) for t in completed])
-        by_fitness = sorted(completed, key=lambda t: (-(t.fitness or 0.0), t.number))
+        by_fitness = ranked(completed)
         self._best = by_fitness[0] if by_fitness else None
         if self._best is not None:
             self._write_best(len(completed))
@@ -47,9 +48,10 @@ class RunFolder:
 
     def add_completed(self, trial: TrialRecord, trials_done: int) -> None:
         append_evolve_csv(self.evolve_csv, trial.metrics, trial.hyp)
-        if self._best is None or (trial.fitness or 0.0) > (self._best.fitness or 0.0):
+        if better(trial, self._best):
             self._best = trial
-        self._write_best(trials_done)  # every time: its header counts the trials finished
+        if self._best is not None:
+            self._write_best(trials_done)  # every time: its header counts the trials finished
         if trial.weights_path and Path(trial.weights_path).is_file():
             _remove(Path(trial.weights_path).parent / "last.pt")  # optimizer state: trials never resume
             self._keep_weights(trial)
@@ -62,8 +64,10 @@ class RunFolder:
 
     def _keep_weights(self, trial: TrialRecord) -> None:
         """Record the trial's weights if they rank in the top k; delete whatever drops out."""
-        ranked = sorted([*self._kept, trial], key=lambda t: (-(t.fitness or 0.0), t.number))
-        keep, drop = ranked[: self.keep_top_k], ranked[self.keep_top_k:]
+        candidates = ranked([*self._kept, trial])
+        keep, drop = candidates[: self.keep_top_k], candidates[self.keep_top_k:]
+        if trial not in candidates:  # no finite fitness: its weights are not worth keeping
+            drop.append(trial)
         if trial in keep:
             self.store.add_artefact(self.campaign_id, weights_artefact_name(trial.number), WEIGHTS_KIND,
                                     trial.weights_path, trial_number=trial.number)

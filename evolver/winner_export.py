@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evolver.campaign import CampaignSpec
+from evolver.ranking import ranked
 from evolver.run_folder import WEIGHTS_KIND, weights_artefact_name
 from evolver.store import ArtefactRecord, Store, TrialRecord
 
@@ -77,8 +78,8 @@ def find_winner(store: Store, campaign_id: int) -> tuple[TrialRecord, ArtefactRe
     """The best completed trial (highest fitness, earliest on ties) whose weights artefact is
     recorded and on disk, with that artefact."""
     weights = {a.name: a for a in store.artefacts(campaign_id) if a.kind == WEIGHTS_KIND}
-    completed = [t for t in store.trials(campaign_id, statuses=("completed",)) if t.fitness is not None]
-    for trial in sorted(completed, key=lambda t: (-t.fitness, t.number)):
+    completed = ranked(store.trials(campaign_id, statuses=("completed",)))
+    for trial in completed:
         artefact = weights.get(weights_artefact_name(trial.number))
         if artefact is not None and Path(artefact.path).is_file():
             return trial, artefact

@@ -40,6 +40,8 @@ from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
+from evolver.ranking import best_of, ranks
+
 from . import checks
 from .database import WRITE_OPTION, create_store_engine, sqlite_url, upgrade_to_head
 from .errors import CampaignNotFound, InvalidInput, TrialAlreadyFinished, TrialNotFound
@@ -519,11 +521,12 @@ class Store:
             if stored is not None:
                 return _generation_record(stored)
             completed = [row for row in rows if row.status == "completed"]
-            scored = [(row.fitness, row.number) for row in completed if row.fitness is not None]
+            scored = [row for row in completed if ranks(row, status=None)]
             best_fitness = mean_fitness = best_trial = None
             if scored:
-                best_fitness, best_trial = max(scored, key=lambda item: (item[0], -item[1]))
-                mean_fitness = sum(value for value, _ in scored) / len(scored)
+                best = best_of(scored)
+                best_fitness, best_trial = best.fitness, best.number
+                mean_fitness = sum(row.fitness for row in scored) / len(scored)
             values = {"campaign_id": campaign_id, "number": index, "size": size, "completed": len(completed),
                       "best_fitness": best_fitness, "mean_fitness": mean_fitness, "best_trial": best_trial,
                       "closed_at": _now()}

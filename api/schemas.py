@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
-from evolver.store import ArtefactRecord, CampaignRecord, EpochRecord, GenerationRecord, TrialRecord
+from evolver.store import ArtefactRecord, CampaignRecord, EpochRecord, GenerationRecord, TrialRecord, TrialSummary
 
 
 def finite(value: float | None) -> float | None:
@@ -45,18 +45,6 @@ class CampaignLinks(BaseModel):
                    hyp_evolved=f"{base}/hyp_evolved.yaml", evolve_csv=f"{base}/evolve.csv")
 
 
-class TrialCounts(BaseModel):
-    """Per-campaign aggregates of the trials table (computed in SQL, see api/queries.py)."""
-
-    by_status: dict[str, int] = Field(default_factory=dict)
-    best_fitness: float | None = None
-
-    @property
-    def finished(self) -> int:
-        return sum(n for status, n in self.by_status.items() if status in ("completed", "failed", "pruned",
-                                                                           "cancelled"))
-
-
 class CampaignSummary(BaseModel):
     id: int
     name: str
@@ -69,18 +57,19 @@ class CampaignSummary(BaseModel):
     links: CampaignLinks
 
     @classmethod
-    def summary_fields(cls, record: CampaignRecord, counts: TrialCounts) -> dict[str, Any]:
+    def summary_fields(cls, record: CampaignRecord, counts: TrialSummary) -> dict[str, Any]:
         generations = record.spec.get("generations", 0)
         population = record.spec.get("population", 1)
         return {
             "id": record.id, "name": record.name, "status": record.status, "created_at": _utc(record.created_at),
-            "trials_total": int(generations) * int(population), "trials_finished": counts.finished,
-            "trials_running": counts.by_status.get("running", 0), "best_fitness": finite(counts.best_fitness),
+            "trials_total": int(generations) * int(population),
+            "trials_finished": counts.finished, "trials_running": counts.by_status.get("running", 0),
+            "best_fitness": finite(counts.best_fitness),
             "links": CampaignLinks.of(record.id),
         }
 
     @classmethod
-    def of(cls, record: CampaignRecord, counts: TrialCounts) -> CampaignSummary:
+    def of(cls, record: CampaignRecord, counts: TrialSummary) -> CampaignSummary:
         return cls(**cls.summary_fields(record, counts))
 
 
@@ -107,7 +96,7 @@ class CampaignOut(CampaignSummary):
     artefacts: list[ArtefactOut]
 
     @classmethod
-    def full(cls, record: CampaignRecord, counts: TrialCounts, artefacts: list[ArtefactRecord]) -> CampaignOut:
+    def full(cls, record: CampaignRecord, counts: TrialSummary, artefacts: list[ArtefactRecord]) -> CampaignOut:
         return cls(**cls.summary_fields(record, counts), spec=record.spec, job_id=record.job_id, error=record.error,
                    counts=dict(counts.by_status), artefacts=[ArtefactOut.of(a) for a in artefacts])
 

@@ -18,14 +18,12 @@ from pydantic import BaseModel
 
 from api.deps import MAX_ID, CampaignDep, LauncherDep, SettingsDep, StoreDep, WriterDep
 from api.launcher import LaunchError
-from api.queries import trial_counts
 from api.schemas import (
     ArtefactOut,
     CampaignOut,
     CampaignSummary,
     EpochOut,
     GenerationOut,
-    TrialCounts,
     TrialDetail,
     TrialOut,
     TrialPage,
@@ -34,7 +32,7 @@ from api.submission import read_submission, validate_spec
 from evolver import lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.lifecycle import LifecycleError
-from evolver.store import TRIAL_STATUSES, CampaignRecord, Store, TrialNotFound, TrialRecord
+from evolver.store import TRIAL_STATUSES, CampaignRecord, Store, TrialNotFound, TrialRecord, TrialSummary
 from evolver.winner_export import NoWinnerError, ParityFailed, WinnerExportError, run_winner_export
 
 log = logging.getLogger(__name__)
@@ -62,8 +60,8 @@ SUBMIT_BODY = {
 
 
 def campaign_out(store: Store, record: CampaignRecord) -> CampaignOut:
-    counts = trial_counts(store, record.id).get(record.id, TrialCounts())
-    return CampaignOut.full(record, counts, store.artefacts(record.id))
+    summary = store.trial_summaries(record.id).get(record.id, TrialSummary(record.id, {}))
+    return CampaignOut.full(record, summary, store.artefacts(record.id))
 
 
 def _fresh_run_dir(project_dir: Path, name: str) -> Path:
@@ -111,8 +109,9 @@ def _create_and_start(spec: CampaignSpec, response: Response, settings, store: S
 
 @router.get("", response_model=list[CampaignSummary])
 def list_campaigns(store: StoreDep) -> list[CampaignSummary]:
-    counts = trial_counts(store)
-    return [CampaignSummary.of(record, counts.get(record.id, TrialCounts())) for record in store.campaigns()]
+    summaries = store.trial_summaries()
+    return [CampaignSummary.of(record, summaries.get(record.id, TrialSummary(record.id, {})))
+            for record in store.campaigns()]
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, responses={404: {"description": "no such campaign"}})

@@ -6,10 +6,8 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
 
 from api.deps import StoreDep
-from api.queries import throughput, trial_counts
 from api.schemas import Health
 from evolver.store import TRIAL_STATUSES
 
@@ -21,8 +19,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 @router.get("/healthz", response_model=Health, responses={503: {"description": "the database is unreachable"}})
 def healthz(store: StoreDep):
     try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        store.ping()
     except Exception as err:
         return JSONResponse({"status": "error", "database": type(err).__name__}, status_code=503)
     return Health(status="ok", database="ok")
@@ -32,8 +29,7 @@ def healthz(store: StoreDep):
 def metrics(store: StoreDep) -> PlainTextResponse:
     """evolver_trials{campaign,status}, evolver_busy_workers, evolver_best_fitness{campaign},
     evolver_trials_per_hour{campaign} (finished trials over the span they ran in)."""
-    counts = trial_counts(store)
-    spans = throughput(store)
+    counts = store.trial_summaries()
     now = datetime.now(UTC)
     lines = ["# HELP evolver_trials Trials of a campaign by status.", "# TYPE evolver_trials gauge"]
     for cid in sorted(counts):
@@ -48,11 +44,11 @@ def metrics(store: StoreDep) -> PlainTextResponse:
             lines.append(f'evolver_best_fitness{{campaign="{cid}"}} {counts[cid].best_fitness!r}')
     lines += ["# HELP evolver_trials_per_hour Finished trials per hour since the campaign's first trial started.",
               "# TYPE evolver_trials_per_hour gauge"]
-    for cid in sorted(spans):
-        span = spans[cid]
+    for cid in sorted(counts):
+        span = counts[cid]
         if span.first_started is None or not span.finished:
             continue
-        end = now if counts.get(cid) and counts[cid].by_status.get("running") else (span.last_ended or now)
+        end = now if span.by_status.get("running") else (span.last_ended or now)
         hours = max((end - span.first_started).total_seconds(), 1.0) / 3600.0
         lines.append(f'evolver_trials_per_hour{{campaign="{cid}"}} {span.finished / hours:.6g}')
     return PlainTextResponse("\n".join(lines) + "\n", media_type=PROMETHEUS_TEXT)

@@ -22,6 +22,7 @@ from .records import (
     GenerationRecord,
     ImportedParent,
     TrialRecord,
+    TrialSummary,
 )
 from .store import Store
 
@@ -42,4 +43,5 @@ __all__ = [
     "TrialAlreadyFinished",
     "TrialNotFound",
     "TrialRecord",
+    "TrialSummary",
 ]

@@ -85,6 +85,22 @@ class GenerationRecord:
 
 
 @dataclass(frozen=True)
+class TrialSummary:
+    """A campaign's trials in aggregate: counts by status, best completed fitness, and the span
+    the finished ones ran in (for trials per hour)."""
+
+    campaign_id: int
+    by_status: dict[str, int]
+    best_fitness: float | None = None
+    first_started: datetime | None = None  # of the finished trials
+    last_ended: datetime | None = None
+
+    @property
+    def finished(self) -> int:
+        return sum(n for status, n in self.by_status.items() if status in FINISHED_TRIAL_STATUSES)
+
+
+@dataclass(frozen=True)
 class ImportedParent:
     index: int
     hyp: dict[str, float]

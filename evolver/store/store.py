@@ -61,9 +61,11 @@ from .records import (
     ArtefactRecord,
     CampaignRecord,
     EpochRecord,
+    FINISHED_TRIAL_STATUSES,
     GenerationRecord,
     ImportedParent,
     TrialRecord,
+    TrialSummary,
 )
 
 CAMPAIGNS = Campaign.__table__
@@ -479,6 +481,32 @@ class Store:
                 return total, []
             found = {t.number: t for t in _load_trials(conn, campaign_id, numbers=numbers)}
         return total, [found[n] for n in numbers]
+
+    def ping(self) -> None:
+        """One round trip to the database (raises when it is unreachable)."""
+        with self._read() as conn:
+            conn.execute(select(1))
+
+    def trial_summaries(self, campaign_id: int | None = None) -> dict[int, TrialSummary]:
+        """Per campaign (one, or all that have trials): trials by status, best completed fitness,
+        finished count and span. Three aggregate statements, however many trials there are (a
+        campaign list or /metrics scrape never loads the trials themselves)."""
+        where = [] if campaign_id is None else [TRIALS.c.campaign_id == campaign_id]
+        by_status = select(TRIALS.c.campaign_id, TRIALS.c.status, func.count()).where(*where).group_by(
+            TRIALS.c.campaign_id, TRIALS.c.status)
+        best = select(TRIALS.c.campaign_id, func.max(TRIALS.c.fitness)).where(
+            TRIALS.c.status == "completed", *where).group_by(TRIALS.c.campaign_id)
+        spans = select(TRIALS.c.campaign_id, func.min(TRIALS.c.started_at), func.max(TRIALS.c.ended_at)).where(
+            TRIALS.c.status.in_(FINISHED_TRIAL_STATUSES), *where).group_by(TRIALS.c.campaign_id)
+        fields: dict[int, dict] = {}
+        with self._read() as conn:
+            for cid, status, n in conn.execute(by_status):
+                fields.setdefault(cid, {"by_status": {}})["by_status"][status] = n
+            for cid, fitness in conn.execute(best):
+                fields[cid]["best_fitness"] = fitness
+            for cid, first, last in conn.execute(spans):
+                fields[cid].update(first_started=first, last_ended=last)
+        return {cid: TrialSummary(campaign_id=cid, **values) for cid, values in fields.items()}
 
     def epochs(self, campaign_id: int, number: int) -> list[EpochRecord]:
         """Epochs reported by the trial's current attempt, in epoch order."""

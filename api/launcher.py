@@ -342,20 +342,12 @@ class ThreadLauncher:
         return job_id
 
     def _run(self, campaign_id: int, job_id: str) -> None:
-        from evolver.campaign import CampaignSpec
-        from evolver.coordinator import Coordinator, CoordinatorSettings
-        from workers import WorkerPool, build_trainer
+        from evolver.coordinator import CoordinatorSettings, run_campaign
 
         with Store.open(self.db_url) as store:
             try:
-                spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
-                pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
-                try:
-                    settings = CoordinatorSettings(poll_seconds=self.poll_seconds, control_seconds=self.poll_seconds,
-                                                   progress=False)
-                    Coordinator(store, campaign_id, pool, settings).run()
-                finally:
-                    pool.shutdown()
+                run_campaign(store, campaign_id, CoordinatorSettings(
+                    poll_seconds=self.poll_seconds, control_seconds=self.poll_seconds, progress=False))
             except LifecycleError as err:  # cancelled before its thread got going, or run by another
                 log.info("campaign %d not run by %s: %s", campaign_id, job_id, err)
             except Exception as err:  # what a failed Ray job would show: the campaign failed, with why

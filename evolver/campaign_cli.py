@@ -122,8 +122,7 @@ def _create(store, spec_path: str, project: str) -> int:
 def run_campaign(args: argparse.Namespace) -> int:
     from evolver import lifecycle
     from evolver.cluster import connect
-    from evolver.coordinator import Coordinator, CoordinatorSettings
-    from workers import WorkerPool, build_trainer
+    from evolver import coordinator
 
     if (args.spec is None) == (args.campaign is None):
         raise ValueError("give either a campaign yaml or --campaign ID")
@@ -137,12 +136,8 @@ def run_campaign(args: argparse.Namespace) -> int:
         spec = CampaignSpec.model_validate(record.spec)
         print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} trials, run folder {record.run_dir}")
         connect(args.address, num_gpus=args.num_gpus)
-        pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
-        try:
-            outcome = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=not args.quiet,
-                                                                                  lease_seconds=args.lease)).run()
-        finally:
-            pool.shutdown()
+        outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(
+            progress=not args.quiet, lease_seconds=args.lease))
         best = "-" if outcome.best_fitness is None else f"{outcome.best_fitness:.5f} (trial {outcome.best_trial})"
         print(f"campaign {campaign_id} {outcome.status} in {outcome.seconds:.1f}s: {outcome.completed} completed, "
               f"{outcome.failed} failed, {outcome.pruned} pruned, {outcome.cancelled} cancelled; best fitness {best}")

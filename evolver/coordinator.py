@@ -537,3 +537,17 @@ class Coordinator:
             best_trial=None if best is None else best.number, best_fitness=None if best is None else best.fitness,
             seconds=seconds,
         )
+
+
+def run_campaign(store: Store, campaign_id: int, settings: CoordinatorSettings = CoordinatorSettings()
+                 ) -> CampaignOutcome:
+    """Run a stored campaign from this process on the Ray it is connected to: its workers are
+    started for it and shut down after (the CLI's `evolver run` and the API's in-process launcher)."""
+    from workers import build_trainer
+
+    spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
+    pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
+    try:
+        return Coordinator(store, campaign_id, pool, settings).run()
+    finally:
+        pool.shutdown()

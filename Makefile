@@ -40,6 +40,7 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks.trial_overhead
 	$(PY) -m benchmarks.api_load
 	$(PY) -m benchmarks.export_speed
+	$(PY) -m benchmarks.demo_campaign
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

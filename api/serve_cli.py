@@ -95,15 +95,39 @@ def _submit_when_up(settings, spec_path: str) -> None:
                 break
         except httpx.HTTPError:
             time.sleep(0.2)
-    with open(spec_path, "rb") as f:
-        response = httpx.post(base + "campaigns", files={"spec": (spec_path, f, "application/yaml")},
-                              headers=headers, timeout=120)
+    response = httpx.post(base + "campaigns", files={"spec": (spec_path, upload_of(spec_path), "application/yaml")},
+                          headers=headers, timeout=120)
     if response.status_code == 201:
         campaign = response.json()
         print(f"campaign {campaign['id']} ({campaign['name']}) submitted: "
               f"{base}campaigns/{campaign['id']}/view", flush=True)
     else:
         print(f"evolver serve: submitting {spec_path} failed: {response.status_code} {response.text}", flush=True)
+
+
+def upload_of(spec_path: str) -> bytes:
+    """The campaign yaml to upload, with relative file paths made absolute against its folder.
+
+    `evolver run` reads them relative to the yaml (examples/synthetic-campaign.yaml names
+    `weights: yolov5n-shapes.pt` beside it); the server, which never sees the yaml's folder,
+    would take them relative to its first data root instead. The server still checks that the
+    absolute paths lie inside its data roots."""
+    from pathlib import Path
+
+    import yaml
+
+    from evolver.campaign import FILE_FIELDS, names_a_file
+
+    text = Path(spec_path).read_bytes()
+    document = yaml.safe_load(text)
+    if not isinstance(document, dict):
+        return text  # the server answers with the 422 that names the problem
+    folder = Path(spec_path).resolve().parent
+    for field in FILE_FIELDS:
+        value = document.get(field)
+        if isinstance(value, str) and names_a_file(field, value) and not Path(value).expanduser().is_absolute():
+            document[field] = str(folder / value)
+    return yaml.safe_dump(document, sort_keys=False).encode()
 
 
 HANDLERS = {"serve": run_serve}

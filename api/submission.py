@@ -26,10 +26,9 @@ from pydantic import ValidationError
 from api.body_limit import BodyTooLarge
 from api.security import PathOutsideRoots, resolve_inside
 from api.settings import ApiSettings
-from evolver.campaign import SYNTHETIC, CampaignSpec
+from evolver.campaign import FILE_FIELDS, CampaignSpec, names_a_file
 from yolo.hyp import Hyperparameters
 
-FILE_FIELDS = ("data", "hyp_file", "weights")
 MAX_DEPTH = 16  # a spec nests 3 levels; anything much deeper is not a spec
 
 
@@ -169,7 +168,7 @@ def validate_spec(document: Any, loc: list[str], hyp: Any, settings: ApiSettings
     problems = []
     for field in FILE_FIELDS:
         value = getattr(spec, field)
-        if not value or value == SYNTHETIC:
+        if not names_a_file(field, value):
             continue
         try:
             real = resolve_inside(value, roots)

@@ -16,9 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
+from yolo.synthetic import BUILTIN_DATASETS
 
 MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 SYNTHETIC = "synthetic"
+BUILTIN_DATA = tuple(BUILTIN_DATASETS)  # data names that are generated datasets, not files
+FILE_FIELDS = ("data", "hyp_file", "weights")
+
+
+def names_a_file(field: str, value: str | None) -> bool:
+    """Whether a file field's value is a path (not empty, not a built-in dataset's name)."""
+    return bool(value) and not (field == "data" and value in BUILTIN_DATA)
 
 
 class EarlyStopping(BaseModel):
@@ -40,7 +48,8 @@ class CampaignSpec(BaseModel):
 
     name: str = Field("campaign", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     # Training of every trial (DESIGN.md: one trial is YOLOv5's 10-epoch fine-tune by default).
-    data: str = Field(SYNTHETIC, description="data yaml (YOLO format) or 'synthetic' for the built-in dataset")
+    data: str = Field(SYNTHETIC, description="data yaml (YOLO format), or a built-in synthetic dataset: "
+                      "'synthetic' or 'synthetic-shifted' (other colours, backgrounds and scales)")
     cfg: Literal["yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x"] | None = Field(
         None, description="model size; default: the architecture of `weights`, else yolov5n")
     weights: str | None = Field(None, description="checkpoint every trial fine-tunes from (default: scratch)")
@@ -113,8 +122,8 @@ class CampaignSpec(BaseModel):
 
     @model_validator(mode="after")
     def _data_is_yaml(self) -> "CampaignSpec":
-        if self.trainer == "yolo" and self.data != SYNTHETIC and not self.data.endswith((".yaml", ".yml")):
-            raise ValueError(f"data must be a data yaml or '{SYNTHETIC}', got {self.data!r}")
+        if self.trainer == "yolo" and names_a_file("data", self.data) and not self.data.endswith((".yaml", ".yml")):
+            raise ValueError(f"data must be a data yaml or one of {', '.join(BUILTIN_DATA)}, got {self.data!r}")
         return self
 
     @property
@@ -133,18 +142,18 @@ class CampaignSpec(BaseModel):
 
     def check_files(self, base_dir: Path | None = None) -> None:
         """Files the spec names must exist (raises FileNotFoundError naming the field)."""
-        for field in ("data", "hyp_file", "weights"):
+        for field in FILE_FIELDS:
             value = getattr(self, field)
-            if value and value != SYNTHETIC and not self._resolve(value, base_dir).is_file():
+            if names_a_file(field, value) and not self._resolve(value, base_dir).is_file():
                 raise FileNotFoundError(f"{field}: no such file: {value}")
 
     def resolved(self, base_dir: Path) -> "CampaignSpec":
         """The spec with its file paths made absolute (relative ones are relative to base_dir),
         so it means the same thing when a coordinator elsewhere reads it from SQL."""
         changes: dict[str, Any] = {}
-        for field in ("data", "hyp_file", "weights"):
+        for field in FILE_FIELDS:
             value = getattr(self, field)
-            if value and value != SYNTHETIC:
+            if names_a_file(field, value):
                 changes[field] = str(self._resolve(value, base_dir).resolve())
         return self.model_copy(update=changes)
 

@@ -145,6 +145,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="write the synthetic dataset", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("base", "shifted"), default="base",
+                   help="'shifted': the same shapes in other colours, sizes and backgrounds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,9 +307,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from yolo.synthetic import generate_synthetic_dataset
+    from yolo.synthetic import STYLES, generate_synthetic_dataset
 
-    print(generate_synthetic_dataset(Path(args.out), seed=args.seed))
+    print(generate_synthetic_dataset(Path(args.out), seed=args.seed, style=STYLES[args.style]))
     return 0
 
 

@@ -26,7 +26,7 @@ class TrialSpec:
     number: int
     attempt: int
     hyp: dict[str, float]
-    data: str  # data yaml path, or "synthetic" for yolo.synthetic.default_synthetic_dataset()
+    data: str  # data yaml path, or a name of yolo.synthetic.BUILTIN_DATASETS ("synthetic", ...)
     cfg: str | None = None  # None: the architecture of `weights`, else yolov5n
     epochs: int = 10
     img_size: int = 640

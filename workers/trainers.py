@@ -23,7 +23,6 @@ import torch
 
 from workers.spec import (
     METRIC_KEYS,
-    SYNTHETIC_DATA,
     EpochUpdate,
     TrialOutcome,
     TrialSpec,
@@ -152,11 +151,12 @@ class YoloTrialTrainer:
 
 
 def resolve_data(data: str) -> str:
-    """A data yaml path; "synthetic" means the built-in dataset (generated once per machine)."""
-    if data == SYNTHETIC_DATA:
-        from yolo.synthetic import default_synthetic_dataset
+    """A data yaml path; "synthetic" and the other names of `yolo.synthetic.BUILTIN_DATASETS`
+    mean a built-in dataset (generated once per machine)."""
+    from yolo.synthetic import BUILTIN_DATASETS, builtin_dataset
 
-        return str(default_synthetic_dataset())
+    if data in BUILTIN_DATASETS:
+        return str(builtin_dataset(data))
     return data
 
 

@@ -4,15 +4,22 @@ It exists so that everything (tests, the embedded campaign, demos) can train wit
 data, and so that a short training actually learns: four shape classes with distinct colours,
 drawn filled, 8-45 % of the image side, never overlapping, with exact boxes measured from the
 drawn pixels. Generation is seeded per image, so the same arguments always give the same bytes.
+
+A `SyntheticStyle` sets the look: `BASE_STYLE` is the dataset above; `SHIFTED_STYLE` draws the
+same four shapes in other colours, smaller, on darker and busier backgrounds: a new domain for
+a model trained on the base style, as a user's own data is for `yolov5s.pt`. The built-in
+datasets a campaign names (`data: synthetic`, `data: synthetic-shifted`) are `BUILTIN_DATASETS`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -30,12 +37,67 @@ JPEG_QUALITY = 95
 _SPLIT_IDS = {"train": 0, "val": 1}
 
 
+@dataclass(frozen=True)
+class SyntheticStyle:
+    """How the images look; the shapes, their classes and the labelling are the same in every style."""
+
+    name: str
+    class_colours_bgr: tuple[tuple[int, int, int], ...] = CLASS_COLOURS_BGR
+    colour_jitter: int = 25  # per channel, uniform in [-jitter, jitter]
+    size_range: tuple[float, float] = SIZE_RANGE
+    max_objects: int = MAX_OBJECTS
+    background_grey: tuple[int, int] = (70, 190)  # blotch brightness, [low, high)
+    background_tint: int = 18  # blotch colour cast per channel, uniform in [-tint, tint]
+    max_strokes: int = 3  # grey lines across the background
+
+    def __post_init__(self) -> None:
+        if len(self.class_colours_bgr) != len(CLASS_NAMES):
+            raise ValueError(f"style {self.name!r}: need {len(CLASS_NAMES)} class colours")
+        if not 0 < self.size_range[0] <= self.size_range[1] <= 0.5:
+            raise ValueError(f"style {self.name!r}: size_range must satisfy 0 < low <= high <= 0.5")
+
+
+BASE_STYLE = SyntheticStyle("base")
+SHIFTED_STYLE = SyntheticStyle(
+    "shifted",
+    class_colours_bgr=((0, 140, 255), (170, 60, 150), (200, 190, 40), (150, 110, 240)),  # orange purple teal pink
+    size_range=(0.06, 0.30),
+    max_objects=8,
+    background_grey=(25, 120),
+    background_tint=45,
+    max_strokes=7,
+)
+STYLES = {style.name: style for style in (BASE_STYLE, SHIFTED_STYLE)}
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A synthetic dataset a campaign names instead of a data yaml (`data: synthetic`)."""
+
+    style: SyntheticStyle
+    n_train: int
+    n_val: int
+    img_size: int
+
+    def folder_name(self) -> str:
+        prefix = "shapes" if self.style == BASE_STYLE else f"shapes-{self.style.name}"
+        return f"{prefix}-v{GENERATOR_VERSION}-{self.n_train}-{self.n_val}-{self.img_size}"
+
+
+BUILTIN_DATASETS = {
+    "synthetic": BuiltinDataset(BASE_STYLE, DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE),
+    # Small and at the demo's 160 px, so a fine-tuning trial takes well under a minute on a CPU.
+    "synthetic-shifted": BuiltinDataset(SHIFTED_STYLE, 256, 64, 160),
+}
+
+
 def generate_synthetic_dataset(
     root: Path,
     n_train: int = DEFAULT_N_TRAIN,
     n_val: int = DEFAULT_N_VAL,
     img_size: int = DEFAULT_IMG_SIZE,
     seed: int = 0,
+    style: SyntheticStyle = BASE_STYLE,
 ) -> Path:
     """Write the dataset under `root` (owned by the generator) and return its data yaml.
 
@@ -45,7 +107,8 @@ def generate_synthetic_dataset(
     """
     root = Path(root).expanduser().resolve()
     params = {"generator": "evolver-shapes", "version": GENERATOR_VERSION, "n_train": n_train,
-              "n_val": n_val, "img_size": img_size, "seed": seed}
+              "n_val": n_val, "img_size": img_size, "seed": seed, "style": dataclasses.asdict(style)}
+    params = json.loads(json.dumps(params))  # tuples as lists: compares equal to the manifest read back
     if min(n_train, n_val) < 1 or img_size < 32:
         raise ValueError(f"need n_train, n_val >= 1 and img_size >= 32, got {params}")
     yaml_path = root / "data.yaml"
@@ -60,7 +123,7 @@ def generate_synthetic_dataset(
         shutil.rmtree(staging, ignore_errors=True)
         try:  # build beside, then swap in: a crash never leaves a half dataset that looks whole
             for split, count in (("train", n_train), ("val", n_val)):
-                _write_split(staging, split, count, img_size, seed)
+                _write_split(staging, split, count, img_size, seed, style)
             _write_yaml(staging / "data.yaml")
             (staging / "manifest.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
             shutil.rmtree(root, ignore_errors=True)
@@ -75,9 +138,18 @@ def default_synthetic_dataset(cache_root: Path | None = None) -> Path:
 
     It lives under `cache_root`, by default ~/.cache/evolver/synthetic.
     """
+    return builtin_dataset("synthetic", cache_root)
+
+
+def builtin_dataset(name: str, cache_root: Path | None = None) -> Path:
+    """The data yaml of the built-in dataset `name` (a key of BUILTIN_DATASETS), generated on
+    first use under `cache_root`, by default ~/.cache/evolver/synthetic."""
+    if name not in BUILTIN_DATASETS:
+        raise ValueError(f"unknown built-in dataset {name!r} (expected one of {', '.join(BUILTIN_DATASETS)})")
+    spec = BUILTIN_DATASETS[name]
     base = Path(cache_root) if cache_root is not None else Path.home() / ".cache" / "evolver" / "synthetic"
-    name = f"shapes-v{GENERATOR_VERSION}-{DEFAULT_N_TRAIN}-{DEFAULT_N_VAL}-{DEFAULT_IMG_SIZE}"
-    return generate_synthetic_dataset(base / name)
+    return generate_synthetic_dataset(base / spec.folder_name(), n_train=spec.n_train, n_val=spec.n_val,
+                                      img_size=spec.img_size, style=spec.style)
 
 
 def _read_manifest(root: Path) -> dict | None:
@@ -95,14 +167,14 @@ def _write_yaml(path: Path) -> None:
     path.write_text(header + yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
 
 
-def _write_split(root: Path, split: str, count: int, img_size: int, seed: int) -> None:
+def _write_split(root: Path, split: str, count: int, img_size: int, seed: int, style: SyntheticStyle) -> None:
     images, labels = root / "images" / split, root / "labels" / split
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
 
     def write_one(i: int) -> None:
         rng = np.random.default_rng([seed, _SPLIT_IDS[split], i])  # per image: order-free, thread-safe
-        img, rows = render_image(rng, img_size)
+        img, rows = render_image(rng, img_size, style)
         ok, encoded = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise OSError(f"JPEG encoding failed for {split} image {i}")
@@ -115,15 +187,16 @@ def _write_split(root: Path, split: str, count: int, img_size: int, seed: int) -
         list(pool.map(write_one, range(count)))
 
 
-def render_image(rng: np.random.Generator, img_size: int) -> tuple[np.ndarray, list[tuple]]:
+def render_image(rng: np.random.Generator, img_size: int,
+                 style: SyntheticStyle = BASE_STYLE) -> tuple[np.ndarray, list[tuple]]:
     """One BGR image and its labels [(cls, cx, cy, w, h) normalised], all drawn from `rng`."""
-    img = _background(rng, img_size)
-    count = 0 if rng.random() < BACKGROUND_FRACTION else int(rng.integers(1, MAX_OBJECTS + 1))
+    img = _background(rng, img_size, style)
+    count = 0 if rng.random() < BACKGROUND_FRACTION else int(rng.integers(1, style.max_objects + 1))
     taken: list[tuple[int, int, int, int]] = []
     rows = []
     for _ in range(count):
         cls = int(rng.integers(len(CLASS_NAMES)))
-        mask = _shape_mask(rng, cls, img_size)
+        mask = _shape_mask(rng, cls, img_size, style.size_range)
         ph, pw = mask.shape
         for _attempt in range(20):  # rejection sampling for a free spot; give up quietly
             x0, y0 = int(rng.integers(0, img_size - pw + 1)), int(rng.integers(0, img_size - ph + 1))
@@ -133,7 +206,8 @@ def render_image(rng: np.random.Generator, img_size: int) -> tuple[np.ndarray, l
         else:
             continue
         taken.append(box)
-        colour = np.clip(np.array(CLASS_COLOURS_BGR[cls]) + rng.integers(-25, 26, 3), 0, 255)
+        jitter = rng.integers(-style.colour_jitter, style.colour_jitter + 1, 3)
+        colour = np.clip(np.array(style.class_colours_bgr[cls]) + jitter, 0, 255)
         region = img[y0 : y0 + ph, x0 : x0 + pw]
         region[mask > 0] = colour.astype(np.uint8)
         ys, xs = np.nonzero(mask)  # the box is measured from the drawn pixels: exact by construction
@@ -147,13 +221,13 @@ def render_image(rng: np.random.Generator, img_size: int) -> tuple[np.ndarray, l
     return img, rows
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Smooth low-saturation blotches plus a few grey strokes: texture, but nothing shape-like."""
-    grey = rng.integers(70, 190, size=(4, 4, 1))
-    tint = rng.integers(-18, 19, size=(4, 4, 3))
+def _background(rng: np.random.Generator, size: int, style: SyntheticStyle) -> np.ndarray:
+    """Smooth blotches plus a few grey strokes: texture, but nothing shape-like."""
+    grey = rng.integers(*style.background_grey, size=(4, 4, 1))
+    tint = rng.integers(-style.background_tint, style.background_tint + 1, size=(4, 4, 3))
     small = np.clip(grey + tint, 0, 255).astype(np.uint8)
     img = cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, style.max_strokes + 1))):
         p1, p2 = rng.integers(0, size, 2), rng.integers(0, size, 2)
         level = int(rng.integers(40, 220))
         cv2.line(img, (int(p1[0]), int(p1[1])), (int(p2[0]), int(p2[1])), (level, level, level),
@@ -161,12 +235,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, img_size: int) -> np.ndarray:
+def _shape_mask(rng: np.random.Generator, cls: int, img_size: int, size_range: tuple[float, float]) -> np.ndarray:
     """A filled shape of class `cls` in a (h, w) patch that it spans edge to edge."""
-    side = rng.uniform(*SIZE_RANGE) * img_size
+    side = rng.uniform(*size_range) * img_size
     aspect = rng.uniform(0.8, 1.25)
-    w = int(np.clip(round(side * aspect**0.5), 4, SIZE_RANGE[1] * img_size))
-    h = int(np.clip(round(side / aspect**0.5), 4, SIZE_RANGE[1] * img_size))
+    w = int(np.clip(round(side * aspect**0.5), 4, size_range[1] * img_size))
+    h = int(np.clip(round(side / aspect**0.5), 4, size_range[1] * img_size))
     mask = np.zeros((h, w), dtype=np.uint8)
     name = CLASS_NAMES[cls]
     if name == "circle":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ import pytest
 from yolo.boxes import xywhn2xyxy
 from yolo.data import load_data_config, scan_dataset
 from yolo.synthetic import (
-    CLASS_NAMES, DEFAULT_N_TRAIN, DEFAULT_N_VAL, SIZE_RANGE, default_synthetic_dataset, generate_synthetic_dataset,
+    BASE_STYLE, BUILTIN_DATASETS, CLASS_NAMES, DEFAULT_N_TRAIN, DEFAULT_N_VAL, SHIFTED_STYLE, SIZE_RANGE,
+    SyntheticStyle, builtin_dataset, default_synthetic_dataset, generate_synthetic_dataset,
 )
 
 SMALL = dict(n_train=12, n_val=4, img_size=128, seed=3)
@@ -86,3 +88,71 @@ def test_default_dataset_has_the_intended_mix(tmp_path: Path):
     assert np.bincount(labels[:, 0].astype(int), minlength=4).min() > 0.2 * len(labels)  # classes balanced
     sides = np.maximum(labels[:, 3], labels[:, 4])
     assert sides.min() >= SIZE_RANGE[0] * 0.7 and sides.max() <= SIZE_RANGE[1] + 0.01
+
+
+SHIFTED_SMALL = dict(n_train=24, n_val=4, img_size=160, seed=3)
+
+
+@pytest.fixture(scope="module")
+def shifted(tmp_path_factory) -> Path:
+    return generate_synthetic_dataset(tmp_path_factory.mktemp("shifted") / "shapes", **SHIFTED_SMALL,
+                                      style=SHIFTED_STYLE)
+
+
+def test_shifted_style_is_deterministic_and_another_dataset(shifted: Path, tmp_path: Path):
+    again = generate_synthetic_dataset(tmp_path / "again", **SHIFTED_SMALL, style=SHIFTED_STYLE)
+    assert all_bytes(again.parent) == all_bytes(shifted.parent)
+    base = generate_synthetic_dataset(tmp_path / "base", **SHIFTED_SMALL)
+    base_bytes, shifted_bytes = all_bytes(base.parent), all_bytes(shifted.parent)
+    assert base_bytes["images/train/00000.jpg"] != shifted_bytes["images/train/00000.jpg"]
+    assert json.loads(shifted_bytes["manifest.json"])["style"]["name"] == "shifted"
+    assert json.loads(base_bytes["manifest.json"])["style"]["name"] == "base"
+    # Same folder, other style: the manifest differs, so the dataset is regenerated, never reused.
+    generate_synthetic_dataset(tmp_path / "base", **SHIFTED_SMALL, style=SHIFTED_STYLE)
+    assert all_bytes(tmp_path / "base") == shifted_bytes
+
+
+def _objects_and_backgrounds(data_yaml: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(labels, mean background BGR per image, median BGR of each object by class order of labels)."""
+    cfg = load_data_config(data_yaml)
+    labels, backgrounds, colours = [], [], []
+    for record in scan_dataset(cfg.train, cfg.nc).records:
+        img = cv2.imread(str(record.path)).astype(np.float32)
+        h, w = img.shape[:2]
+        free = np.ones((h, w), dtype=bool)
+        for cls, *box in record.labels:
+            x1, y1, x2, y2 = xywhn2xyxy(np.array(box), w, h).astype(int)
+            free[max(y1 - 2, 0) : y2 + 2, max(x1 - 2, 0) : x2 + 2] = False
+            cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+            colours.append(np.median(img[cy - 1 : cy + 2, cx - 1 : cx + 2].reshape(-1, 3), axis=0))
+            labels.append([cls, *box])
+        backgrounds.append(img[free].mean(axis=0))
+    return np.array(labels), np.array(backgrounds), colours
+
+
+def test_shifted_style_has_other_colours_backgrounds_and_scales(shifted: Path, tmp_path: Path):
+    base = generate_synthetic_dataset(tmp_path / "base", **SHIFTED_SMALL)
+    for data_yaml, style in ((base, BASE_STYLE), (shifted, SHIFTED_STYLE)):
+        labels, _, colours = _objects_and_backgrounds(data_yaml)
+        for (cls, *_box), colour in zip(labels, colours):
+            # every object wears its class colour of this style (jitter 25 + sensor noise 16)
+            assert np.abs(colour - style.class_colours_bgr[int(cls)]).max() <= 45, (style.name, cls, colour)
+        sides = np.maximum(labels[:, 3], labels[:, 4])
+        assert sides.min() >= style.size_range[0] * 0.7 and sides.max() <= style.size_range[1] + 0.01
+    base_labels, base_bg, _ = _objects_and_backgrounds(base)
+    shifted_labels, shifted_bg, _ = _objects_and_backgrounds(shifted)
+    assert np.median(np.maximum(shifted_labels[:, 3], shifted_labels[:, 4])) < \
+        0.75 * np.median(np.maximum(base_labels[:, 3], base_labels[:, 4]))  # smaller objects
+    assert shifted_bg.mean() < base_bg.mean() - 30  # darker backgrounds
+    assert shifted_bg.std(axis=1).mean() > base_bg.std(axis=1).mean()  # with stronger colour casts
+    assert set(map(tuple, SHIFTED_STYLE.class_colours_bgr)).isdisjoint(map(tuple, BASE_STYLE.class_colours_bgr))
+
+
+def test_builtin_datasets_by_name(tmp_path: Path):
+    assert set(BUILTIN_DATASETS) >= {"synthetic", "synthetic-shifted"}
+    assert BUILTIN_DATASETS["synthetic-shifted"].style == SHIFTED_STYLE
+    assert BUILTIN_DATASETS["synthetic-shifted"].folder_name() != BUILTIN_DATASETS["synthetic"].folder_name()
+    with pytest.raises(ValueError, match="unknown built-in dataset"):
+        builtin_dataset("synthetic-elsewhere", tmp_path)
+    with pytest.raises(ValueError, match="class colours"):
+        SyntheticStyle("broken", class_colours_bgr=((0, 0, 0),))

@@ -131,3 +131,9 @@ def upload_of(spec_path: str) -> bytes:
 
 
 HANDLERS = {"serve": run_serve}
+
+
+def register(sub: argparse._SubParsersAction) -> dict:
+    """`evolver serve` (found by the dispatcher through the `evolver.commands` entry point)."""
+    add_subcommands(sub)
+    return dict(HANDLERS)

@@ -50,3 +50,9 @@ def run_export(args: argparse.Namespace) -> int:
         print(report.summary())
         return 0 if report.passed else 1
     return 0
+
+
+def register(sub: argparse._SubParsersAction) -> dict:
+    """`evolver export` (found by the dispatcher through the `evolver.commands` entry point)."""
+    add_subcommand(sub)
+    return {"export": run_export}

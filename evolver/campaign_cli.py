@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from evolver.ranking import best_of
@@ -272,6 +271,7 @@ def _as_resume(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), "spec": None})
 
 
-def fail(command: str, message: str) -> int:
-    print(f"evolver {command}: error: {message}", file=sys.stderr)
-    return 2
+def register(sub: argparse._SubParsersAction) -> dict:
+    """The campaign commands (found by the dispatcher through the `evolver.commands` entry point)."""
+    add_subcommands(sub)
+    return dict(HANDLERS)

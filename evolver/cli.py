@@ -1,7 +1,9 @@
-"""The `evolver` command line: a thin shell that turns arguments into typed configs.
+"""The `evolver` command: one dispatcher over the subcommands each package registers.
 
-Each subcommand parses its flags, builds the dataclass the library expects and makes one call;
-no argument namespace travels further than this file.
+Every package that has commands names a `register(subparsers) -> {command: handler}` function
+under the `evolver.commands` entry point group (pyproject.toml): the campaigns (evolver), the
+detector (yolo), export (deploy), the server (api). The dispatcher discovers them, so it imports
+nothing above it. Handlers parse their flags into typed configs and make one call each.
 """
 
 from __future__ import annotations
@@ -9,14 +11,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
-from api import serve_cli  # `evolver serve`; importing it loads no web framework
-from deploy import export_cli
-from evolver import campaign_cli
+ENTRY_POINT_GROUP = "evolver.commands"
+ORDER = ("campaigns", "detector", "deploy", "api")  # how `evolver --help` lists them
 
 DESCRIPTION = """\
 Evolver evolves YOLO training hyperparameters with YOLOv5's genetic algorithm.
@@ -26,313 +27,59 @@ Evolution campaigns (local Ray + SQLite by default; see `evolver run --help`):
   evolver status [ID] | cancel ID | resume ID | best ID | import-csv ID evolve.csv | create spec.yaml
 
 The detector itself:
-  evolver train                       train yolov5n on the built-in synthetic dataset
-  evolver train --data coco128.yaml --cfg yolov5s --epochs 10 --img 320 --hyp hyp.yaml
-  evolver train --resume runs/train/exp/weights/last.pt
-  evolver train --device 0,1 --batch 64 --freeze 10   DDP on GPUs 0 and 1, backbone frozen
-  evolver val --weights runs/train/exp/weights/best.pt --data coco128.yaml --img 320
-  evolver val --weights a.pt b.pt --augment       ensemble of two models, with test-time augmentation
-  evolver predict --weights best.pt --source images/ --img 640 --conf 0.25 --save-txt
-  evolver prune --weights best.pt --amount 0.3   L1-prune conv weights, val before and after
-  evolver train --data mydata.yaml --weights yolov5s.pt --epochs 10   fine-tune YOLOv5's weights
-  evolver convert yolov5s.pt -o yolov5s-evolver.pt   YOLOv5 .pt -> evolver checkpoint (read safely)
-  evolver synth --out datasets/shapes  write the synthetic dataset to a folder
+{detector}
+Deployment and the server:
+  evolver export --weights best.pt --include onnx,wts   ONNX (checked with onnxruntime), TensorRT, .wts
+  evolver serve                         REST API and dashboard on http://127.0.0.1:8000/
 """
 
-
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train a detector", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Train a YOLOv5-class detector. Without --data, trains on the built-in "
-        "synthetic shapes dataset (generated once, then cached).",
-    )
-    p.add_argument("--data", help="data yaml (YOLO format); default: the built-in synthetic dataset")
-    p.add_argument("--cfg", help="model size: yolov5n/s/m/l/x (default: that of --weights, else yolov5n)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=256, help="train/val image size (px)")
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
-    p.add_argument("--hyp", help="hyperparameter yaml (YOLOv5's format); default: YOLOv5's scratch-low values")
-    p.add_argument("--device", default="cpu",
-                   help="'cpu', a GPU ('0', 'cuda:1'), or several GPUs ('0,1': one DDP process per GPU, "
-                   "launched here; --batch is the total batch, split across them)")
-    p.add_argument("--freeze", nargs="+", default=[], metavar="N",
-                   help="freeze layers: one number N = the first N layers (10 = the backbone, layers 0-9); "
-                   "several = those layer indices ('0 1 2' or '0,1,2'; one index alone: '5,')")
-    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP GPUs (needs CUDA/NCCL)")
-    p.add_argument("--seed", type=int, default=0, help="same seed + same machine = same run on CPU")
-    p.add_argument("--workers", type=int, default=1, help="data loader worker processes")
-    p.add_argument("--weights", help="initial weights to fine-tune from: an evolver checkpoint or a YOLOv5 .pt "
-                   "(yolov5s.pt, a run's best.pt), read without running any code from it")
-    p.add_argument("--project", default="runs/train", help="runs are saved to PROJECT/NAME")
-    p.add_argument("--name", default="exp", help="run name; a number is added if it exists")
-    p.add_argument("--cos-lr", action="store_true", help="cosine learning-rate decay instead of linear")
-    p.add_argument("--no-cache", action="store_true", help="do not keep decoded images in RAM")
-    p.add_argument("--resume", metavar="LAST_PT", help="continue an interrupted run from its last.pt")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_val(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "val", help="validate weights on a dataset", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="COCO-style mAP@0.5 and mAP@0.5:0.95, P and R at the max-F1 confidence, per-class AP.",
-    )
-    p.add_argument("--weights", required=True, nargs="+",
-                   help="an evolver checkpoint (best.pt / last.pt) or a YOLOv5 .pt; several form an ensemble")
-    p.add_argument("--data", help="data yaml; default: the built-in synthetic dataset")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640)
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--split", default="val", choices=("train", "val"))
-    p.add_argument("--augment", action="store_true", help="test-time augmentation (scales 1, 0.83, 0.67; mirror)")
+def _registrations() -> list[Callable[[argparse._SubParsersAction], dict[str, Handler]]]:
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP),
+                   key=lambda ep: (ORDER.index(ep.name) if ep.name in ORDER else len(ORDER), ep.name))
+    if not found:
+        raise RuntimeError(f"no '{ENTRY_POINT_GROUP}' entry points: is evolver installed (pip install -e .)?")
+    return [ep.load() for ep in found]
 
 
-def _add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict", help="detect objects in images", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Writes annotated images to PROJECT/NAME and, with --save-txt, PROJECT/NAME/labels/*.txt "
-        "(one 'class cx cy w h conf' line per box, normalised).",
-    )
-    p.add_argument("--weights", required=True, nargs="+",
-                   help="evolver checkpoint(s) or YOLOv5 .pt files; several form an ensemble")
-    p.add_argument("--source", required=True, help="an image or a folder of images")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640, help="inference size (long side, px)")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=1000)
-    p.add_argument("--augment", action="store_true", help="test-time augmentation")
-    p.add_argument("--save-txt", action="store_true", help="also write YOLO-format txt results")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--project", default="runs/predict", help="results are saved to PROJECT/NAME")
-    p.add_argument("--name", default="exp", help="run name; a number is added if it exists")
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    """The `evolver` parser and command -> handler, from every registered package."""
+    from yolo.cli import EXAMPLES
 
-
-def _add_prune(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "prune", help="L1-prune a checkpoint's conv weights", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Zeroes the smallest-magnitude AMOUNT of every Conv2d's weights (permanently), prints the "
-        "global sparsity and the val metrics before and after, and saves the pruned checkpoint.",
-    )
-    p.add_argument("--weights", required=True, help="an evolver checkpoint or a YOLOv5 .pt")
-    p.add_argument("--amount", type=float, default=0.3, help="fraction of each conv's weights to zero")
-    p.add_argument("--out", help="pruned checkpoint path; default: WEIGHTS_prunedNN.pt beside it")
-    p.add_argument("--data", help="data yaml to validate on; default: the built-in synthetic dataset")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int,
-                   help="val image size; default: the checkpoint's training size (else 640)")
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=1)
-
-
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert", help="convert a YOLOv5 .pt into an evolver checkpoint",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Reads a YOLOv5 v6.0+ checkpoint (yolov5s.pt, a run's best.pt / last.pt / epochN.pt) with "
-        "an allowlist unpickler that runs nothing from the file, and writes its EMA weights (else its model's), "
-        "class names and anchors in evolver's format, which torch.load(weights_only=True) reads. Campaign "
-        "workers then load the converted file, never the pickle. Every command that takes weights also reads "
-        "YOLOv5 files directly.",
-    )
-    p.add_argument("weights", help="the YOLOv5 checkpoint")
-    p.add_argument("-o", "--out", required=True, help="the evolver checkpoint to write")
-
-
-def _add_synth(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("synth", help="write the synthetic dataset", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--style", choices=("base", "shifted"), default="base",
-                   help="'shifted': the same shapes in other colours, sizes and backgrounds")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="evolver", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(prog="evolver", description=DESCRIPTION.format(detector=EXAMPLES),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_train(sub)
-    _add_val(sub)
-    _add_predict(sub)
-    _add_prune(sub)
-    _add_convert(sub)
-    _add_synth(sub)
-    campaign_cli.add_subcommands(sub)
-    export_cli.add_subcommand(sub)
-    serve_cli.add_subcommands(sub)
-    return parser
+    handlers: dict[str, Handler] = {}
+    for register in _registrations():
+        handlers.update(register(sub))
+    return parser, handlers
 
 
-def _default_data() -> str:
-    from yolo.synthetic import default_synthetic_dataset
-
-    return str(default_synthetic_dataset())
-
-
-def _fresh_dir(project: str, name: str) -> Path:
-    path = Path(project) / name
-    n = 2
-    while path.exists():
-        path = Path(project) / f"{name}{n}"
-        n += 1
-    return path
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Train in this process, launch one process per GPU (`--device 0,1`), or, under torchrun,
-    train this rank (`python -m torch.distributed.run --nproc_per_node 2 -m evolver train ...`)."""
-    from yolo.distributed import rank_from_env
-    from yolo.freeze import parse_freeze
-    from yolo.hyp import Hyperparameters
-    from yolo.train import TrainConfig, resume, train
-
-    if args.resume:
-        result = resume(args.resume)
-    else:
-        config = TrainConfig(
-            data=args.data or _default_data(), cfg=args.cfg, epochs=args.epochs, img_size=args.img_size,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, workers=args.workers,
-            save_dir=str(_fresh_dir(args.project, args.name)), weights=args.weights,
-            cos_lr=args.cos_lr, cache_images=not args.no_cache, progress=not args.quiet,
-            freeze=parse_freeze(args.freeze), sync_bn=args.sync_bn,
-        )
-        hyp = Hyperparameters.from_yaml(args.hyp) if args.hyp else Hyperparameters()
-        result = train(config, hyp)
-    if not rank_from_env().is_main:
-        return 0  # rank 0 reports for the run
-    m = result.metrics
-    print(
-        f"\n{result.epochs_completed} epochs in {result.seconds:.1f}s  "
-        f"P {m['metrics/precision']:.3f}  R {m['metrics/recall']:.3f}  "
-        f"mAP@0.5 {m['metrics/mAP_0.5']:.3f}  mAP@0.5:0.95 {m['metrics/mAP_0.5:0.95']:.3f}  "
-        f"fitness {result.fitness:.4f} (best {result.best_fitness:.4f} at epoch {result.best_epoch + 1})"
-    )
-    print(f"weights: {result.weights}\nresults: {result.save_dir / 'results.csv'}")
-    return 0
-
-
-def _val_loader(data_path: str | None, split: str, img_size: int, batch_size: int, workers: int, hyp):
-    """(loader, data config) of a dataset split, letterboxed and rect-batched as val expects."""
-    from yolo.data import load_data_config, scan_dataset
-    from yolo.loader import DetectionDataset, create_dataloader
-
-    data = load_data_config(data_path or _default_data())
-    index = scan_dataset(data.train if split == "train" else data.val, data.nc)
-    print(index.summary())
-    dataset = DetectionDataset(index, img_size, hyp, augment=False, rect=True, batch_size=batch_size, pad=0.5)
-    return create_dataloader(dataset, batch_size, shuffle=False, workers=workers, seed=0), data
-
-
-def _metrics_line(result) -> str:
-    m = result.metrics
-    return (f"P {m.precision:.3f}  R {m.recall:.3f}  mAP@0.5 {m.map50:.3f}  mAP@0.5:0.95 {m.map:.3f}  "
-            f"fitness {result.fitness:.4f}  ({result.images_per_second:.1f} img/s)")
-
-
-def run_val(args: argparse.Namespace) -> int:
-    from yolo.device import select_device
-    from yolo.ensemble import load_detector
-    from yolo.hyp import Hyperparameters
-    from yolo.loss import DetectionLoss
-    from yolo.metrics import ap_table
-    from yolo.val import inference_copy, validate
-
-    device = select_device(args.device)
-    model, checkpoints = load_detector(args.weights, device, augment=args.augment)
-    hyp = Hyperparameters.from_dict(checkpoints[0].hyp) if checkpoints[0].hyp else Hyperparameters()
-    loader, data = _val_loader(args.data, args.split, args.img_size, args.batch_size, args.workers, hyp)
-    # Val losses describe one model's plain forward pass: none for an ensemble or TTA.
-    single = len(checkpoints) == 1 and not args.augment
-    loss_fn = DetectionLoss.from_model(model, hyp, args.img_size) if single else None
-    result = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
-                      conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det, progress=True)
-    print(ap_table(result.metrics, data.names))
-    print(_metrics_line(result))
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from yolo.predict import predict
-
-    out_dir = _fresh_dir(args.project, args.name)
-    results = predict(args.weights, args.source, img_size=args.img_size, conf=args.conf, iou=args.iou,
-                      augment=args.augment, save_txt=args.save_txt, out_dir=out_dir, max_det=args.max_det,
-                      device=args.device)
-    for r in results:
-        counts: dict[str, int] = {}
-        for det in r.detections:
-            counts[det.name] = counts.get(det.name, 0) + 1
-        found = ", ".join(f"{n} {name}" for name, n in counts.items()) or "no detections"
-        print(f"{r.source} ({r.width}x{r.height}): {found}")
-    print(f"{len(results)} image(s); results saved to {out_dir}")
-    return 0
-
-
-def run_prune(args: argparse.Namespace) -> int:
-    from yolo.checkpoint import load_model
-    from yolo.device import select_device
-    from yolo.hyp import Hyperparameters
-    from yolo.prune import conv_sparsity, prune_checkpoint, pruned_path
-    from yolo.val import inference_copy, validate
-
-    device = select_device(args.device)
-    model, checkpoint = load_model(args.weights, device)
-    img_size = args.img_size or int(checkpoint.train_config.get("img_size", 640))
-    hyp = Hyperparameters.from_dict(checkpoint.hyp) if checkpoint.hyp else Hyperparameters()
-    loader, data = _val_loader(args.data, "val", img_size, args.batch_size, args.workers, hyp)
-    zeros, total = conv_sparsity(model)
-    before = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device)
-    out, report = prune_checkpoint(args.weights, args.amount, args.out or pruned_path(args.weights, args.amount))
-    pruned, _ = load_model(out, device)
-    after = validate(inference_copy(pruned), loader, nc=data.nc, names=data.names, device=device)
-    print(report.summary())
-    print(f"before  sparsity {zeros / max(total, 1):.3f}  {_metrics_line(before)}")
-    print(f"after   sparsity {report.sparsity:.3f}  {_metrics_line(after)}")
-    print(f"pruned weights: {out}")
-    return 0
-
-
-def run_convert(args: argparse.Namespace) -> int:
-    from yolo.yolov5_weights import convert_yolov5_checkpoint
-
-    out, checkpoint = convert_yolov5_checkpoint(args.weights, args.out)
-    config = checkpoint.model_config
-    print(f"{args.weights} -> {out}: {config['name']}, {config['nc']} classes, "
-          f"{len(checkpoint.model_state)} tensors, anchors {config['anchors']}")
-    return 0
-
-
-def run_synth(args: argparse.Namespace) -> int:
-    from yolo.synthetic import STYLES, generate_synthetic_dataset
-
-    print(generate_synthetic_dataset(Path(args.out), seed=args.seed, style=STYLES[args.style]))
-    return 0
+def fail(command: str, message: str) -> int:
+    print(f"evolver {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for chatty in ("alembic", "httpx"):  # migrations and the client's request lines: not news to users
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    handlers = {"train": run_train, "val": run_val, "predict": run_predict, "prune": run_prune, "synth": run_synth,
-                "convert": run_convert,
-                **campaign_cli.HANDLERS, **serve_cli.HANDLERS,
-                "export": export_cli.run_export}
     try:
         return handlers[args.command](args)
     except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too
         from evolver.campaign import format_validation_error
 
-        return campaign_cli.fail(args.command, "invalid campaign:\n" + format_validation_error(err))
+        return fail(args.command, "invalid campaign:\n" + format_validation_error(err))
     except KeyError as err:  # an unknown campaign id
-        return campaign_cli.fail(args.command, str(err.args[0]) if err.args else str(err))
+        return fail(args.command, str(err.args[0]) if err.args else str(err))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        return campaign_cli.fail(args.command, str(err))
+        return fail(args.command, str(err))
 
 
 if __name__ == "__main__":

@@ -168,7 +168,8 @@ def test_commands_are_real_cli_commands(services):
 
     api = shlex.split(services["api"]["command"])
     assert api[:3] == ["python", "-m", "evolver"]
-    assert build_parser().parse_args(api[3:]).command == "serve"
+    parser, _ = build_parser()
+    assert parser.parse_args(api[3:]).command == "serve"
     for name in RAY_SERVICES:
         words = shlex.split(services[name]["command"])
         assert words[:2] == ["ray", "start"], name

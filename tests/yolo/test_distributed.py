@@ -133,7 +133,7 @@ def test_torchrun_runs_the_evolver_cli(tiny_synthetic, tmp_path):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL DDP and SyncBatchNorm need 2 CUDA GPUs "
                     f"(torch.cuda.device_count() is {torch.cuda.device_count()} here)")
 def test_two_gpus_nccl_with_sync_bn(tiny_synthetic, tmp_path, capfd):
-    from evolver.cli import main
+    from yolo.cli import main
 
     assert main(["train", "--data", str(tiny_synthetic), "--epochs", "1", "--img", "64", "--batch", "16",
                  "--workers", "0", "--project", str(tmp_path), "--name", "gpu", "--quiet",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evolver.cli import main
+from yolo.cli import main
 from yolo.boxes import non_max_suppression
 from yolo.checkpoint import load_model
 from yolo.data import load_data_config, scan_dataset

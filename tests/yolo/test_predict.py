@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from evolver.cli import main
+from yolo.cli import main
 from yolo.data import load_data_config
 from yolo.predict import list_images, predict
 

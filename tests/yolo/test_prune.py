@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from evolver.cli import main
+from yolo.cli import main
 from yolo.checkpoint import load_checkpoint, load_model
 from yolo.model import build_model
 from yolo.prune import conv_sparsity, prune_model

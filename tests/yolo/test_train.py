@@ -95,7 +95,7 @@ def test_fitted_anchors_when_not_three(trained, tmp_path):
 
 
 def test_cli_train_and_val(tiny_synthetic, tmp_path, capsys):
-    from evolver.cli import main
+    from yolo.cli import main
 
     assert main(["train", "--data", str(tiny_synthetic), "--epochs", "1", "--img", "128", "--batch", "16",
                  "--workers", "0", "--project", str(tmp_path), "--name", "cli", "--quiet"]) == 0
@@ -107,7 +107,7 @@ def test_cli_train_and_val(tiny_synthetic, tmp_path, capsys):
 
 
 def test_cli_rejects_bad_hyp(tiny_synthetic, tmp_path, capsys):
-    from evolver.cli import main
+    from yolo.cli import main
 
     hyp = tmp_path / "hyp.yaml"
     hyp.write_text("lr0: 0.01\nlearning_rate: 3\n")

@@ -21,6 +21,7 @@ from .records import (
     EpochRecord,
     GenerationRecord,
     ImportedParent,
+    Placement,
     TrialRecord,
 )
 from .store import Store
@@ -37,6 +38,7 @@ __all__ = [
     "GenerationRecord",
     "ImportedParent",
     "InvalidInput",
+    "Placement",
     "Store",
     "StoreError",
     "TrialAlreadyFinished",

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evolver.store import Store
+from evolver.store import Placement, Store
 from yolo.hyp import Hyperparameters
 
 HYP_NAMES = tuple(Hyperparameters().to_dict())
@@ -29,8 +29,7 @@ def measure(store: Store, campaign: int, trials: int, population: int, epochs: i
         hyp = {name: 0.01 * (i + 1) + number * 1e-6 for i, name in enumerate(HYP_NAMES)}
         start = time.perf_counter()
         store.add_trial(campaign, number, number // population, hyp, [max(number - 1, 0)], seed=number)
-        store.start_trial(campaign, number, 1, worker=f"w{number % 16}", node_id="node", node_ip="127.0.0.1",
-                          gpu_id=str(number % 16))
+        store.start_trial(campaign, number, 1, Placement(f"w{number % 16}", "node", "127.0.0.1", str(number % 16)))
         hot += time.perf_counter() - start
 
         start = time.perf_counter()

@@ -8,7 +8,7 @@ names the field: the CLI prints it, the API turns it into a 422.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,6 +17,9 @@ from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 from yolo.synthetic import BUILTIN_DATASETS
+
+if TYPE_CHECKING:
+    from yolo.train import TrainConfig
 
 MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 SYNTHETIC = "synthetic"
@@ -129,6 +132,19 @@ class CampaignSpec(BaseModel):
     @property
     def total_trials(self) -> int:
         return self.generations * self.population
+
+    def train_config(self, *, seed: int, save_dir: str, weights: str | None) -> "TrainConfig":
+        """How every trial of this campaign trains, with one trial's seed and folder: the one
+        place where the campaign's training fields become yolo's `TrainConfig`. `weights` is the
+        checkpoint trials load (the campaign's, converted when it is a YOLOv5 file); `data` may
+        stay 'synthetic' and `device` is left for the worker to choose."""
+        from yolo.train import TrainConfig  # torch: only where trials are built, not for the API
+
+        return TrainConfig(
+            data=self.data, cfg=self.cfg, epochs=self.epochs, img_size=self.img_size, batch_size=self.batch_size,
+            seed=seed, workers=self.loader_workers, save_dir=save_dir, weights=weights,
+            fitness_weights=self.fitness_weights, progress=False, freeze=self.freeze,
+        )
 
     def space(self) -> SearchSpace:
         return SearchSpace.default().with_overrides(self.search_space)

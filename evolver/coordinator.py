@@ -30,8 +30,8 @@ from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
 from evolver.searcher import GeneticSearcher, Observation
-from evolver.store import Store, TrialRecord
-from workers import TrialResult, TrialSpec, WorkerHandle, WorkerPool
+from evolver.store import Placement, Store, TrialRecord
+from workers import TrialResult, TrialSpec, WorkerHandle, WorkerLocation, WorkerPool
 from workers.start_weights import safe_start_weights
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class Coordinator:
         self.start_weights = self.spec.weights  # what trials load: a YOLOv5 file is converted in run()
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
-        self._locations: dict[str, ray.ObjectRef | dict] = {}  # worker -> pending ref or location
+        self._locations: dict[str, ray.ObjectRef | WorkerLocation] = {}  # worker -> pending ref or location
         self._counts = {status: 0 for status in FINISHED}
         self._next_number = 0
         self._closed_generations: set[int] = set()
@@ -233,12 +233,12 @@ class Coordinator:
         self._locations[fresh.name] = fresh.actor.location.remote()
 
     # ----------------------------------------------------------------------------- dispatch
-    def _next_trial(self, placement: dict) -> TrialRecord | None:
+    def _next_trial(self, placement: Placement) -> TrialRecord | None:
         """The next trial, already marked running at `placement` (a re-queued one, else a new
         child bred now: breeding and dispatch are then one SQL transaction)."""
         if self._queue:
             trial = self._queue.popleft()
-            self.store.start_trial(self.campaign_id, trial.number, trial.attempt, **placement)
+            self.store.start_trial(self.campaign_id, trial.number, trial.attempt, placement)
             return trial
         if self._cancelling or self._next_number >= self.total:
             return None
@@ -259,19 +259,14 @@ class Coordinator:
         for handle in self._idle_workers():
             dispatched_at = time.monotonic()  # breeding counts as the trial's overhead too
             location = self._locations[handle.name]
-            placement = {"worker": handle.name, "node_id": location["node_id"], "node_ip": location["node_ip"],
-                         "gpu_id": location["gpu_id"]}
-            trial = self._next_trial(placement)
+            trial = self._next_trial(Placement(worker=handle.name, node_id=location.node_id,
+                                               node_ip=location.node_ip, gpu_id=location.gpu_id))
             if trial is None:
                 break
-            spec = TrialSpec(
-                campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt, hyp=trial.hyp,
-                data=self.spec.data, cfg=self.spec.cfg, epochs=self.spec.epochs, img_size=self.spec.img_size,
-                batch_size=self.spec.batch_size, seed=trial.seed,
-                out_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"),
-                fitness_weights=self.spec.fitness_weights, loader_workers=self.spec.loader_workers,
-                weights=self.start_weights, freeze=self.spec.freeze,
-            )
+            train = self.spec.train_config(seed=trial.seed, weights=self.start_weights,
+                                           save_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"))
+            spec = TrialSpec(campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt,
+                             hyp=trial.hyp, train=train)
             outgoing.append(_Outgoing(handle, trial, spec, dispatched_at))
         return outgoing
 

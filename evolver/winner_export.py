@@ -89,7 +89,7 @@ def find_winner(store: Store, campaign_id: int) -> tuple[TrialRecord, ArtefactRe
 
 def parity_image_files(data: str, limit: int = PARITY_IMAGE_COUNT) -> list[str]:
     """The first `limit` images of the campaign's val split (train when val is empty)."""
-    from workers.trainers import resolve_data
+    from yolo.synthetic import resolve_data
     from yolo.data import load_data_config
 
     config = load_data_config(resolve_data(data))

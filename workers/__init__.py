@@ -7,7 +7,6 @@ Importing this package starts nothing; Ray actors are created by `WorkerPool.syn
 from workers.actor import TrialWorker, describe_error, start_worker
 from workers.pool import WorkerHandle, WorkerPool, cpu_worker_share
 from workers.spec import (
-    DEFAULT_FITNESS_WEIGHTS,
     METRIC_KEYS,
     SYNTHETIC_DATA,
     TRAIN_LOSS_KEYS,
@@ -15,12 +14,12 @@ from workers.spec import (
     TrialOutcome,
     TrialResult,
     TrialSpec,
+    WorkerLocation,
 )
 from workers.trainers import SleepTrialTrainer, TrialTrainer, YoloTrialTrainer, build_trainer
 
 __all__ = [
-    "DEFAULT_FITNESS_WEIGHTS", "METRIC_KEYS", "SYNTHETIC_DATA", "TRAIN_LOSS_KEYS", "EpochUpdate",
-    "SleepTrialTrainer", "TrialOutcome", "TrialResult", "TrialSpec", "TrialTrainer", "TrialWorker",
-    "WorkerHandle", "WorkerPool", "YoloTrialTrainer", "build_trainer", "cpu_worker_share", "describe_error",
-    "start_worker",
+    "METRIC_KEYS", "SYNTHETIC_DATA", "TRAIN_LOSS_KEYS", "EpochUpdate", "SleepTrialTrainer", "TrialOutcome",
+    "TrialResult", "TrialSpec", "TrialTrainer", "TrialWorker", "WorkerHandle", "WorkerLocation", "WorkerPool",
+    "YoloTrialTrainer", "build_trainer", "cpu_worker_share", "describe_error", "start_worker",
 ]

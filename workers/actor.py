@@ -21,7 +21,7 @@ from typing import Any
 import ray
 import torch
 
-from workers.spec import EpochUpdate, TrialOutcome, TrialResult, TrialSpec
+from workers.spec import EpochUpdate, TrialOutcome, TrialResult, TrialSpec, WorkerLocation
 from workers.trainers import TrialTrainer, YoloTrialTrainer, final_metrics
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class TrialWorker:
                 campaign_id=spec.campaign_id, number=spec.number, attempt=spec.attempt, status=status,
                 metrics=dict(outcome.metrics), fitness=None if error else outcome.fitness,
                 epochs_done=outcome.epochs_done, weights_path=outcome.weights_path, error=error,
-                worker=self.worker_name, node_id=self._location["node_id"],
-                node_ip=self._location["node_ip"], gpu_id=self._location["gpu_id"],
+                worker=self.worker_name, node_id=self._location.node_id,
+                node_ip=self._location.node_ip, gpu_id=self._location.gpu_id,
                 started_at=started, ended_at=time.time(), train_seconds=outcome.train_seconds,
                 updates=tuple(reported),
             )
@@ -106,9 +106,9 @@ class TrialWorker:
             self._stop_requested.set()
             return True
 
-    def location(self) -> dict[str, Any]:
-        """Where this worker runs: node_id, node_ip, gpu_id (Ray's ids, comma-separated, or None)."""
-        return dict(self._location)
+    def location(self) -> WorkerLocation:
+        """Where this worker runs: node, IP and GPU as Ray assigned them."""
+        return self._location
 
     def diagnostics(self) -> dict[str, Any]:
         """Worker name, trials run, torch threads, and whatever the trainer describes (device,
@@ -160,13 +160,13 @@ def _partial_outcome(reported: list[EpochUpdate]) -> TrialOutcome:
     )
 
 
-def _where_am_i() -> dict[str, Any]:
+def _where_am_i() -> WorkerLocation:
     """Node and GPU as Ray assigned them; outside Ray (a worker used in-process), local values."""
     if not ray.is_initialized():
-        return {"node_id": "local", "node_ip": "127.0.0.1", "gpu_id": None}
+        return WorkerLocation(node_id="local", node_ip="127.0.0.1", gpu_id=None)
     gpu_ids = ray.get_gpu_ids()
-    return {
-        "node_id": ray.get_runtime_context().get_node_id(),
-        "node_ip": ray.util.get_node_ip_address(),
-        "gpu_id": ",".join(str(i) for i in gpu_ids) if gpu_ids else None,
-    }
+    return WorkerLocation(
+        node_id=ray.get_runtime_context().get_node_id(),
+        node_ip=ray.util.get_node_ip_address(),
+        gpu_id=",".join(str(i) for i in gpu_ids) if gpu_ids else None,
+    )

@@ -9,39 +9,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
+from yolo.train import TrainConfig
 
 # The final metrics of a trial, in the order fitness weights refer to the first four.
 METRIC_KEYS = ("precision", "recall", "map50", "map", "val_box_loss", "val_obj_loss", "val_cls_loss")
 TRAIN_LOSS_KEYS = ("train_box_loss", "train_obj_loss", "train_cls_loss")
 
-SYNTHETIC_DATA = "synthetic"  # TrialSpec.data value meaning "the built-in synthetic dataset"
+SYNTHETIC_DATA = "synthetic"  # TrialSpec.train.data value meaning "the built-in synthetic dataset"
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One training to run: who it is (campaign, number, attempt) and how to train it."""
+    """One training to run: who it is (campaign, number, attempt), its hyperparameters, and how to
+    train it. `train` is the whole training configuration (the campaign's, with this trial's seed
+    and folder); its `data` may be SYNTHETIC, and its `device` is the worker's to choose."""
 
     campaign_id: int
     number: int
     attempt: int
     hyp: dict[str, float]
-    data: str  # data yaml path, or a name of yolo.synthetic.BUILTIN_DATASETS ("synthetic", ...)
-    cfg: str | None = None  # None: the architecture of `weights`, else yolov5n
-    epochs: int = 10
-    img_size: int = 640
-    batch_size: int = 16
-    seed: int = 0
-    out_dir: str = ""  # the trial's folder (weights land in out_dir/weights/best.pt); "" = a temp dir
-    fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
-    loader_workers: int = 0  # data-loader processes; 0 loads in the training thread
-    weights: str | None = None  # a checkpoint to fine-tune from (YOLOv5's evolution fine-tunes)
-    freeze: tuple[int, ...] = ()  # layer indices whose parameters do not train
+    train: TrainConfig
 
     @property
     def key(self) -> tuple[int, int, int]:
         """(campaign_id, number, attempt): identifies this run of the trial."""
         return self.campaign_id, self.number, self.attempt
+
+
+@dataclass(frozen=True)
+class WorkerLocation:
+    """Where a worker runs, as Ray placed it."""
+
+    node_id: str
+    node_ip: str
+    gpu_id: str | None  # Ray's GPU ids, comma-separated; None on a CPU worker
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ scale (thousands of trials, many fake GPUs) in seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,16 +108,11 @@ class YoloTrialTrainer:
 
     def __call__(self, spec: TrialSpec, report: Report, should_stop: ShouldStop) -> TrialOutcome:
         from yolo.hyp import Hyperparameters
-        from yolo.train import EpochReport, TrainConfig, TrainingStopped, train
+        from yolo.synthetic import resolve_data
+        from yolo.train import EpochReport, TrainingStopped, train
 
         device = self.last_device = self.resolve_device()
-        out_dir = spec.out_dir or tempfile.mkdtemp(prefix=f"evolver-trial-{spec.campaign_id}-{spec.number}-")
-        config = TrainConfig(
-            data=resolve_data(spec.data), cfg=spec.cfg, epochs=spec.epochs, img_size=spec.img_size,
-            batch_size=spec.batch_size, device=device, seed=spec.seed, workers=spec.loader_workers,
-            save_dir=out_dir, fitness_weights=tuple(spec.fitness_weights), progress=False, weights=spec.weights,
-            freeze=tuple(spec.freeze),
-        )
+        config = dataclasses.replace(spec.train, data=resolve_data(spec.train.data), device=device)
         hyp = Hyperparameters.from_dict(spec.hyp)
         clock = _LoopClock(should_stop)
         finished: list[dict[str, float]] = []
@@ -126,16 +121,16 @@ class YoloTrialTrainer:
             metrics = epoch_metrics(epoch_report)
             finished.append(metrics)
             report(EpochUpdate(spec.campaign_id, spec.number, spec.attempt, epoch_report.epoch,
-                               epoch_report.epochs, metrics, fitness(metrics, spec.fitness_weights)))
+                               epoch_report.epochs, metrics, fitness(metrics, config.fitness_weights)))
             return False
 
         try:
             result = train(config, hyp, [on_epoch], should_stop=clock, dataset_cache=self.dataset_cache)
         except TrainingStopped:
             metrics = final_metrics(finished[-1]) if finished else {}
-            best = Path(out_dir) / "weights" / "best.pt"
+            best = Path(config.save_dir) / "weights" / "best.pt"
             return TrialOutcome(
-                metrics=metrics, fitness=fitness(metrics, spec.fitness_weights) if metrics else None,
+                metrics=metrics, fitness=fitness(metrics, config.fitness_weights) if metrics else None,
                 epochs_done=len(finished),
                 weights_path=str(best) if best.is_file() else None, stopped=True,
                 train_seconds=clock.seconds_since_start(),
@@ -143,21 +138,11 @@ class YoloTrialTrainer:
         train_seconds = clock.seconds_since_start()
         metrics = final_metrics(finished[-1])  # the last epoch's, as YOLOv5's evolution scores
         return TrialOutcome(
-            metrics=metrics, fitness=fitness(metrics, spec.fitness_weights),
+            metrics=metrics, fitness=fitness(metrics, config.fitness_weights),
             epochs_done=result.epochs_completed,
             weights_path=str(result.weights) if Path(result.weights).is_file() else None,
             stopped=False, train_seconds=train_seconds,
         )
-
-
-def resolve_data(data: str) -> str:
-    """A data yaml path; "synthetic" and the other names of `yolo.synthetic.BUILTIN_DATASETS`
-    mean a built-in dataset (generated once per machine)."""
-    from yolo.synthetic import BUILTIN_DATASETS, builtin_dataset
-
-    if data in BUILTIN_DATASETS:
-        return str(builtin_dataset(data))
-    return data
 
 
 def epoch_metrics(epoch_report: Any) -> dict[str, float]:
@@ -176,8 +161,8 @@ def final_metrics(metrics: dict[str, float]) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class SleepTrialTrainer:
-    """Trains nothing: sleeps a random `min_seconds`..`max_seconds` (drawn from `spec.seed`),
-    spread over `spec.epochs` epochs, and reports made-up metrics after each.
+    """Trains nothing: sleeps a random `min_seconds`..`max_seconds` (drawn from the trial's
+    seed), spread over its `epochs`, and reports made-up metrics after each.
 
     For coordinator benchmarks and dry runs. The metrics are deterministic for a given spec
     (seed and hyperparameters) and rise as the hyperparameters get closer to YOLOv5's defaults,
@@ -194,9 +179,9 @@ class SleepTrialTrainer:
             raise ValueError(f"need 0 <= min_seconds <= max_seconds, got {self.min_seconds}, {self.max_seconds}")
 
     def __call__(self, spec: TrialSpec, report: Report, should_stop: ShouldStop) -> TrialOutcome:
-        rng = np.random.default_rng(spec.seed)
+        rng = np.random.default_rng(spec.train.seed)
         duration = float(rng.uniform(self.min_seconds, self.max_seconds))
-        epochs = max(0, spec.epochs)
+        epochs = max(0, spec.train.epochs)
         quality = _closeness_to_defaults(spec.hyp)
         start = time.perf_counter()
         metrics: dict[str, float] = {}
@@ -208,7 +193,7 @@ class SleepTrialTrainer:
                 time.sleep(min(self.poll_seconds, left))
             metrics = _made_up_metrics(quality, (epoch + 1) / epochs, rng)
             report(EpochUpdate(spec.campaign_id, spec.number, spec.attempt, epoch, epochs, metrics,
-                               fitness(metrics, spec.fitness_weights)))
+                               fitness(metrics, spec.train.fitness_weights)))
         return self._outcome(metrics, spec, epochs, stopped=False, start=start)
 
     @staticmethod
@@ -216,7 +201,7 @@ class SleepTrialTrainer:
                  start: float) -> TrialOutcome:
         final = final_metrics(metrics) if metrics else {}
         return TrialOutcome(
-            metrics=final, fitness=fitness(final, spec.fitness_weights) if final else None,
+            metrics=final, fitness=fitness(final, spec.train.fitness_weights) if final else None,
             epochs_done=epochs_done, weights_path=None, stopped=stopped,
             train_seconds=time.perf_counter() - start,
         )

@@ -141,6 +141,14 @@ def default_synthetic_dataset(cache_root: Path | None = None) -> Path:
     return builtin_dataset("synthetic", cache_root)
 
 
+def resolve_data(data: str) -> str:
+    """A data yaml path; "synthetic" and the other names of BUILTIN_DATASETS mean a built-in
+    dataset (generated once per machine, then cached)."""
+    if data in BUILTIN_DATASETS:
+        return str(builtin_dataset(data))
+    return data
+
+
 def builtin_dataset(name: str, cache_root: Path | None = None) -> Path:
     """The data yaml of the built-in dataset `name` (a key of BUILTIN_DATASETS), generated on
     first use under `cache_root`, by default ~/.cache/evolver/synthetic."""

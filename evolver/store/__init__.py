@@ -21,6 +21,7 @@ from .records import (
     EpochRecord,
     GenerationRecord,
     ImportedParent,
+    Placement,
     TrialRecord,
     TrialSummary,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "GenerationRecord",
     "ImportedParent",
     "InvalidInput",
+    "Placement",
     "Store",
     "StoreError",
     "TrialAlreadyFinished",

@@ -32,6 +32,26 @@ class CampaignRecord:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a trial runs: the worker, its node and its GPU (Ray's ids, comma-separated; None on a
+    CPU worker). Checked once, here, with the limits of the trial columns; an invalid one raises
+    `InvalidInput` and never reaches SQL."""
+
+    worker: str
+    node_id: str | None
+    node_ip: str | None
+    gpu_id: str | None
+
+    def __post_init__(self) -> None:
+        from evolver.store import checks  # checks imports this module's status names
+
+        checks.text(self.worker, "worker", 200)
+        checks.optional_text(self.node_id, "node_id", 200)
+        checks.optional_text(self.node_ip, "node_ip", 64)
+        checks.optional_text(self.gpu_id, "gpu_id", 64)
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """One trial as of its current attempt (location, times and metrics belong to that attempt)."""
 

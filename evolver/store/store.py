@@ -30,7 +30,7 @@ import hashlib
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,7 @@ from .records import (
     FINISHED_TRIAL_STATUSES,
     GenerationRecord,
     ImportedParent,
+    Placement,
     TrialRecord,
     TrialSummary,
 )
@@ -139,6 +140,14 @@ class _Batch:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _placement_values(placement: object) -> dict[str, str | None]:
+    """The trial columns of a `Placement` (validated when it was made)."""
+    if not isinstance(placement, Placement):
+        raise InvalidInput(f"placement must be a Placement, got {placement!r}")
+    return {"worker": placement.worker, "node_id": placement.node_id, "node_ip": placement.node_ip,
+            "gpu_id": placement.gpu_id}
 
 
 def _insert_rows(conn: Connection, statement, rows: list[dict]) -> None:
@@ -320,9 +329,9 @@ class Store:
 
     # ----------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, number: int, generation: int, hyp: dict, parents: Sequence[int],
-                  seed: int, *, running_on: Mapping[str, str | None] | None = None) -> TrialRecord:
-        """Insert a pending trial (attempt 1), or with `running_on` ({worker, node_id, node_ip,
-        gpu_id}) one already running there: breeding and dispatch in one transaction.
+                  seed: int, *, running_on: Placement | None = None) -> TrialRecord:
+        """Insert a pending trial (attempt 1), or with `running_on` one already running there:
+        breeding and dispatch in one transaction.
 
         If the trial already exists nothing is written and the stored trial is returned: on a
         resume the stored hyperparameters are the truth, whatever the caller bred this time.
@@ -332,14 +341,11 @@ class Store:
         hyp = checks.hyperparameters(hyp)
         parent_numbers = checks.parents(parents)
         seed = checks.integer(seed, "seed")
-        placement = {"status": "pending", "worker": None, "node_id": None, "node_ip": None, "gpu_id": None,
-                     "started_at": None}
-        if running_on is not None:
-            placement = {
-                "status": "running", "worker": checks.text(running_on.get("worker"), "worker", 200),
-                "node_id": checks.optional_text(running_on.get("node_id"), "node_id", 200),
-                "node_ip": checks.optional_text(running_on.get("node_ip"), "node_ip", 64),
-                "gpu_id": checks.optional_text(running_on.get("gpu_id"), "gpu_id", 64), "started_at": _now()}
+        if running_on is None:
+            placement = {"status": "pending", "worker": None, "node_id": None, "node_ip": None, "gpu_id": None,
+                         "started_at": None}
+        else:
+            placement = {"status": "running", **_placement_values(running_on), "started_at": _now()}
         with self._write() as conn:
             self._require_campaign(conn, campaign_id)
             trial_id = conn.execute(_INSERT_TRIAL[conn.dialect.name], {
@@ -355,16 +361,13 @@ class Store:
             hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,
             epochs_done=0, error=None, weights_path=None)
 
-    def start_trial(self, campaign_id: int, number: int, attempt: int, *, worker: str, node_id: str,
-                    node_ip: str, gpu_id: str | None, started_at: datetime | float | None = None) -> bool:
-        """Mark the current attempt running on a worker; False (nothing written) if the trial is
+    def start_trial(self, campaign_id: int, number: int, attempt: int, placement: Placement, *,
+                    started_at: datetime | float | None = None) -> bool:
+        """Mark the current attempt running at `placement`; False (nothing written) if the trial is
         finished or `attempt` is not its current attempt. `started_at` defaults to now."""
         values = {
             "w_campaign": campaign_id, "w_number": number, "w_attempt": checks.integer(attempt, "attempt", 1),
-            "worker": checks.text(worker, "worker", 200),
-            "node_id": checks.optional_text(node_id, "node_id", 200),
-            "node_ip": checks.optional_text(node_ip, "node_ip", 64), "gpu_id": checks.optional_text(gpu_id, "gpu_id", 64),
-            "started_at": checks.timestamp(started_at, "started_at") or _now()}
+            **_placement_values(placement), "started_at": checks.timestamp(started_at, "started_at") or _now()}
         with self._write() as conn:
             if conn.execute(_START_TRIAL, values).rowcount == 1:
                 return True

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from evolver.campaign import CampaignSpec
-from evolver.store import Store
+from evolver.store import Placement, Store
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -221,7 +221,7 @@ def test_page_follows_a_running_campaign_without_reload(server, campaigns, store
     assert _trace_lengths(page)[0] == 0
     hyp = CampaignSpec(trainer="sleep").base_hyp()
     store.add_trial(cid, 0, 0, hyp, (), seed=1)
-    store.start_trial(cid, 0, 1, worker="cpu-0", node_id="n", node_ip="127.0.0.1", gpu_id=None)
+    store.start_trial(cid, 0, 1, Placement("cpu-0", "n", "127.0.0.1", None))
     store.record_epoch(cid, 0, 1, 0, {"metrics/mAP_0.5": 0.1}, 0.05)
     running = page.locator("#running-trials li#running-0")
     running.wait_for(timeout=10_000)  # the next poll (2 s) shows it, with its epoch

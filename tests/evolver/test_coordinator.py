@@ -38,6 +38,17 @@ def run(store: Store, campaign_id: int, pool: WorkerPool | None = None, settings
         pool.shutdown()
 
 
+def test_campaign_spec_builds_each_trials_train_config():
+    spec = CampaignSpec(data="/d/data.yaml", cfg="yolov5s", epochs=3, img_size=320, batch_size=8, loader_workers=2,
+                        fitness_weights=(0.1, 0.2, 0.3, 0.4), freeze=[2, 0, 1], weights="/w/campaign.pt")
+    config = spec.train_config(seed=42, save_dir="/run/trials/00007", weights="/run/start-weights/converted.pt")
+    assert (config.data, config.cfg, config.epochs, config.img_size, config.batch_size, config.workers) == (
+        "/d/data.yaml", "yolov5s", 3, 320, 8, 2)
+    assert (config.seed, config.save_dir, config.weights) == (42, "/run/trials/00007", "/run/start-weights/converted.pt")
+    assert config.fitness_weights == (0.1, 0.2, 0.3, 0.4) and config.freeze == (0, 1, 2) and not config.progress
+    assert type(config).from_dict(config.to_dict()) == config  # what a checkpoint records reads back the same
+
+
 def test_small_real_campaign_completes(local_ray, tiny_synthetic, tmp_path):
     store, cid = make_campaign(tmp_path, name="real", data=str(tiny_synthetic), epochs=1, img_size=64,
                                batch_size=16, generations=3, population=2, cpu_workers=2, keep_top_k=3)

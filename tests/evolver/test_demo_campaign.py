@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from evolver.campaign import CampaignSpec, names_a_file
-from workers.trainers import resolve_data
+from yolo.synthetic import resolve_data
 from yolo.synthetic import BUILTIN_DATASETS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -16,6 +16,8 @@ from sqlalchemy import func, inspect, select, text
 
 from evolver.store import (
     CampaignNotFound,
+    InvalidInput,
+    Placement,
     Store,
     TrialAlreadyFinished,
     TrialNotFound,
@@ -41,7 +43,7 @@ def _count(store: Store, model) -> int:
 
 def _run_trial(store, campaign, number, *, status="completed", fitness=0.5, population=2):
     store.add_trial(campaign, number, number // population, HYP, [], seed=number)
-    store.start_trial(campaign, number, 1, worker="w0", node_id="node", node_ip="127.0.0.1", gpu_id="0")
+    store.start_trial(campaign, number, 1, Placement("w0", "node", "127.0.0.1", "0"))
     assert store.finish_trial(campaign, number, 1, status, metrics=METRICS, fitness=fitness, epochs_done=1)
 
 
@@ -103,7 +105,7 @@ def test_threads_and_a_second_store_share_the_database(store_url):
 
         def run(number: int) -> str:
             writer.add_trial(campaign, number, 0, HYP, [], number)
-            writer.start_trial(campaign, number, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+            writer.start_trial(campaign, number, 1, Placement("w", "n", "ip", None))
             writer.finish_trial(campaign, number, 1, "completed", metrics=METRICS, fitness=0.1, epochs_done=1)
             return reader.trial(campaign, number).status
 
@@ -179,7 +181,7 @@ def test_add_trial_bad_input_writes_nothing(store, campaign):
 
 def test_trial_lifecycle_records_result(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    assert store.start_trial(campaign, 0, 1, worker="w1", node_id="n1", node_ip="10.0.0.1", gpu_id="1")
+    assert store.start_trial(campaign, 0, 1, Placement("w1", "n1", "10.0.0.1", "1"))
     running = store.trial(campaign, 0)
     assert (running.status, running.worker, running.node_id, running.node_ip, running.gpu_id) == \
         ("running", "w1", "n1", "10.0.0.1", "1")
@@ -195,7 +197,7 @@ def test_trial_lifecycle_records_result(store, campaign):
 
 def test_worker_times_can_be_given(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None, started_at=1_700_000_000.0)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None), started_at=1_700_000_000.0)
     store.finish_trial(campaign, 0, 1, "completed", metrics={}, fitness=None, epochs_done=0,
                        ended_at=datetime(2024, 1, 1, tzinfo=UTC))
     record = store.trial(campaign, 0)
@@ -205,14 +207,14 @@ def test_worker_times_can_be_given(store, campaign):
 
 def test_finished_trials_are_never_modified(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None))
     assert store.record_epoch(campaign, 0, 1, 0, {"map": 0.1}, 0.1)
     assert store.finish_trial(campaign, 0, 1, "failed", metrics={}, fitness=None, epochs_done=1, error="NaN loss")
     before = store.trial(campaign, 0)
     metric_rows = _count(store, TrialMetric)
 
     assert not store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.9, epochs_done=9)
-    assert not store.start_trial(campaign, 0, 1, worker="x", node_id="y", node_ip="z", gpu_id="3")
+    assert not store.start_trial(campaign, 0, 1, Placement("x", "y", "z", "3"))
     assert not store.record_epoch(campaign, 0, 1, 1, {"map": 0.2}, 0.2)
     with pytest.raises(TrialAlreadyFinished, match="already failed"):
         store.requeue_trial(campaign, 0)
@@ -225,7 +227,7 @@ def test_finished_trials_are_never_modified(store, campaign):
 
 def test_same_result_twice_changes_nothing(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None))
     assert store.record_epoch(campaign, 0, 1, 0, {"map": 0.1}, 0.1)
     assert not store.record_epoch(campaign, 0, 1, 0, {"map": 0.7}, 0.7)
     assert _count(store, TrialEpoch) == 1
@@ -240,7 +242,7 @@ def test_same_result_twice_changes_nothing(store, campaign):
 
 def test_finish_bad_input_names_it_and_writes_nothing(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None))
     before = store.trial(campaign, 0)
     with pytest.raises(ValueError, match="'done'"):
         store.finish_trial(campaign, 0, 1, "done", metrics=METRICS, fitness=0.1, epochs_done=1)
@@ -258,7 +260,7 @@ def test_finish_bad_input_names_it_and_writes_nothing(store, campaign):
 
 def test_non_finite_results_are_stored_as_missing(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None))
     store.record_epoch(campaign, 0, 1, 0, {"map": float("nan"), "val_box_loss": float("inf")}, float("nan"))
     store.finish_trial(campaign, 0, 1, "failed", metrics={"map": float("nan")}, fitness=float("nan"), epochs_done=1)
     record = store.trial(campaign, 0)
@@ -269,7 +271,7 @@ def test_non_finite_results_are_stored_as_missing(store, campaign):
 
 def test_requeue_starts_a_new_attempt_and_fences_the_old_one(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], 0)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id="0")
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", "0"))
     store.record_epoch(campaign, 0, 1, 0, {"map": 0.1}, 0.1)
     assert store.requeue_trial(campaign, 0) == 2
     record = store.trial(campaign, 0)
@@ -277,12 +279,12 @@ def test_requeue_starts_a_new_attempt_and_fences_the_old_one(store, campaign):
     assert store.epochs(campaign, 0) == []  # epochs of the current attempt only
 
     # The dead attempt's late messages are ignored.
-    assert not store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="ip", gpu_id="0")
+    assert not store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", "0"))
     assert not store.record_epoch(campaign, 0, 1, 1, {"map": 0.2}, 0.2)
     assert not store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.9, epochs_done=2)
     assert store.trial(campaign, 0) == record
 
-    assert store.start_trial(campaign, 0, 2, worker="w2", node_id="n2", node_ip="ip2", gpu_id="1")
+    assert store.start_trial(campaign, 0, 2, Placement("w2", "n2", "ip2", "1"))
     assert store.record_epoch(campaign, 0, 2, 0, {"map": 0.3}, 0.3)
     assert store.finish_trial(campaign, 0, 2, "completed", metrics=METRICS, fitness=0.3, epochs_done=1)
     assert [(e.attempt, e.fitness) for e in store.epochs(campaign, 0)] == [(2, 0.3)]
@@ -293,7 +295,7 @@ def test_requeue_starts_a_new_attempt_and_fences_the_old_one(store, campaign):
 def test_trials_listing_and_status_filter(store, campaign):
     for number in (2, 0, 1):
         store.add_trial(campaign, number, number // 2, {**HYP, "lr0": 0.01 * (number + 1)}, [number - 1], number)
-    store.start_trial(campaign, 1, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 1, 1, Placement("w", "n", "ip", None))
     store.finish_trial(campaign, 1, 1, "pruned", metrics={"map": 0.1}, fitness=0.1, epochs_done=1)
     everything = store.trials(campaign)
     assert [t.number for t in everything] == [0, 1, 2]
@@ -322,7 +324,7 @@ def test_close_generation_waits_for_every_trial(store, campaign):
     assert store.close_generation(campaign, 0, 2) is None  # trial 1 missing
     store.add_trial(campaign, 1, 0, HYP, [], 1)
     assert store.close_generation(campaign, 0, 2) is None  # trial 1 pending
-    store.start_trial(campaign, 1, 1, worker="w", node_id="n", node_ip="ip", gpu_id=None)
+    store.start_trial(campaign, 1, 1, Placement("w", "n", "ip", None))
     store.finish_trial(campaign, 1, 1, "completed", metrics=METRICS, fitness=0.6, epochs_done=1)
 
     closed = store.close_generation(campaign, 0, 2)
@@ -410,7 +412,7 @@ def test_trials_page_sorts_and_pages_in_sql(store, campaign):
 
 
 def test_add_running_trial_and_finish_with_epochs_in_one_transaction(store, campaign):
-    placed = {"worker": "gpu-1", "node_id": "n1", "node_ip": "127.0.0.1", "gpu_id": "1"}
+    placed = Placement(worker="gpu-1", node_id="n1", node_ip="127.0.0.1", gpu_id="1")
     record = store.add_trial(campaign, 0, 0, HYP, [], seed=3, running_on=placed)
     assert record.status == "running" and record.worker == "gpu-1" and record.started_at is not None
     assert store.trial(campaign, 0) == record
@@ -424,8 +426,24 @@ def test_add_running_trial_and_finish_with_epochs_in_one_transaction(store, camp
     assert len(store.epochs(campaign, 0)) == 2 and store.trial(campaign, 0).fitness == 0.5
 
 
+def test_placement_is_checked_when_made_and_the_store_takes_nothing_else(store, campaign):
+    with pytest.raises(InvalidInput, match="worker"):
+        Placement(worker="", node_id="n", node_ip="127.0.0.1", gpu_id=None)
+    with pytest.raises(InvalidInput, match="node_ip"):
+        Placement(worker="w", node_id="n", node_ip="1" * 65, gpu_id=None)
+    with pytest.raises(InvalidInput, match="gpu_id"):
+        Placement(worker="w", node_id="n", node_ip="127.0.0.1", gpu_id=0)
+    placed = {"worker": "w", "node_id": "n", "node_ip": "127.0.0.1", "gpu_id": None}
+    with pytest.raises(InvalidInput, match="Placement"):
+        store.add_trial(campaign, 0, 0, HYP, [], seed=1, running_on=placed)
+    store.add_trial(campaign, 0, 0, HYP, [], seed=1)
+    with pytest.raises(InvalidInput, match="Placement"):
+        store.start_trial(campaign, 0, 1, placed)
+    assert store.trial(campaign, 0).status == "pending"
+
+
 def test_batch_commits_its_calls_together_and_reads_see_them(store, campaign):
-    placed = {"worker": "gpu-0", "node_id": "n0", "node_ip": "127.0.0.1", "gpu_id": "0"}
+    placed = Placement(worker="gpu-0", node_id="n0", node_ip="127.0.0.1", gpu_id="0")
     store.add_trial(campaign, 0, 0, HYP, [], seed=1, running_on=placed)
     with store.batch():
         assert store.finish_trial(campaign, 0, 1, "completed", metrics=METRICS, fitness=0.4, epochs_done=1,
@@ -443,9 +461,9 @@ def test_batch_commits_its_calls_together_and_reads_see_them(store, campaign):
 def test_batch_that_raises_writes_nothing(store, campaign):
     store.add_trial(campaign, 0, 0, HYP, [], seed=1)
     with pytest.raises(TrialNotFound), store.batch():
-        store.start_trial(campaign, 0, 1, worker="gpu-0", node_id="n", node_ip="127.0.0.1", gpu_id="0")
+        store.start_trial(campaign, 0, 1, Placement("gpu-0", "n", "127.0.0.1", "0"))
         store.add_trial(campaign, 1, 0, HYP, [0], seed=2)
-        store.start_trial(campaign, 7, 1, worker="gpu-0", node_id="n", node_ip="127.0.0.1", gpu_id="0")
+        store.start_trial(campaign, 7, 1, Placement("gpu-0", "n", "127.0.0.1", "0"))
     assert [t.number for t in store.trials(campaign)] == [0]
     assert store.trial(campaign, 0).status == "pending"
     with store.batch():  # the store is usable again, and an empty block writes nothing
@@ -468,7 +486,7 @@ def test_values_written_read_back_exactly(store, campaign):
     floats, 64-bit seeds) reads back exactly on both backends."""
     started = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     store.add_trial(campaign, 0, 0, HYP, [], seed=2**63 - 1)
-    store.start_trial(campaign, 0, 1, worker="w", node_id="n", node_ip="::1", gpu_id=None, started_at=started)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "::1", None), started_at=started)
     odd = {**METRICS, "precision": float("nan"), "recall": 1e-300}
     store.finish_trial(campaign, 0, 1, "completed", metrics=odd, fitness=0.123456789012345, epochs_done=1,
                        epochs=[(0, odd, None)], ended_at=started.timestamp() + 1.5)

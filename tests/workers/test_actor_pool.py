@@ -22,16 +22,16 @@ from workers import (
     start_worker,
 )
 from yolo.hyp import Hyperparameters
+from yolo.train import TrainConfig
 
 LOOPBACK = "127.0.0.1"
+TINY = {"cfg": "yolov5n", "epochs": 1, "img_size": 64, "batch_size": 16, "workers": 0, "progress": False}
 
 
-def tiny_spec(data: Path | str, out_dir: Path, number: int = 0, **changes) -> TrialSpec:
-    values = {"campaign_id": 3, "number": number, "attempt": 1, "hyp": Hyperparameters().to_dict(),
-              "data": str(data), "out_dir": str(out_dir), "seed": number, "cfg": "yolov5n", "epochs": 1,
-              "img_size": 64, "batch_size": 16, "loader_workers": 0}
-    values.update(changes)
-    return TrialSpec(**values)
+def tiny_spec(data: Path | str, out_dir: Path, number: int = 0, hyp: dict | None = None, **train) -> TrialSpec:
+    """Trial `number` of campaign 3, seeded with its number; `train` overrides TrainConfig fields."""
+    config = TrainConfig(data=str(data), save_dir=str(out_dir), **{"seed": number, **TINY, **train})
+    return TrialSpec(campaign_id=3, number=number, attempt=1, hyp=hyp or Hyperparameters().to_dict(), train=config)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def test_pool_starts_one_worker_per_gpu_with_distinct_gpu_ids(yolo_pool):
     assert sorted(w.name for w in yolo_pool.workers) == ["gpu-0", "gpu-1"]
     assert all(w.gpu for w in yolo_pool.workers)
     places = ray.get([w.actor.location.remote() for w in yolo_pool.workers])
-    assert sorted(p["gpu_id"] for p in places) == ["0", "1"]
-    assert {p["node_ip"] for p in places} == {LOOPBACK}
+    assert sorted(p.gpu_id for p in places) == ["0", "1"]
+    assert {p.node_ip for p in places} == {LOOPBACK}
     assert yolo_pool.sync() == [] and len(yolo_pool.workers) == 2  # nothing new to cover
     diagnostics = ray.get(yolo_pool.workers[0].actor.diagnostics.remote())
     assert diagnostics["torch_threads"] == 1  # 2 CPUs / 2 GPUs
@@ -78,7 +78,7 @@ def test_real_trial_on_a_fake_gpu_completes_on_cpu_with_epoch_updates(yolo_pool,
     assert tuple(result.metrics) == METRIC_KEYS and result.fitness is not None and result.epochs_done == 1
     assert Path(result.weights_path).is_file() and result.weights_path.startswith(str(tmp_path))
     assert (result.worker, result.gpu_id, result.node_id, result.node_ip) == (
-        worker.name, place["gpu_id"], place["node_id"], LOOPBACK)
+        worker.name, place.gpu_id, place.node_id, LOOPBACK)
     assert 0 < result.train_seconds < result.ended_at - result.started_at
     updates = ray.get(worker.actor.poll.remote())
     assert [(u.number, u.epoch, u.epochs) for u in updates] == [(5, 0, 1)]
@@ -145,7 +145,7 @@ def test_killed_worker_raises_actor_error_and_is_replaced(yolo_pool, tiny_synthe
     fresh = yolo_pool.replace(victim)
     assert fresh.name == "gpu-2" and fresh.gpu
     assert [w.name for w in yolo_pool.workers] == [yolo_pool.workers[0].name, "gpu-2"]
-    assert ray.get(fresh.actor.location.remote(), timeout=60)["gpu_id"] in ("0", "1")
+    assert ray.get(fresh.actor.location.remote(), timeout=60).gpu_id in ("0", "1")
     result = ray.get(fresh.actor.run.remote(tiny_spec(tmp_path / "missing.yaml", tmp_path / "r", number=13)),
                      timeout=60)
     assert result.status == "failed" and result.worker == "gpu-2"  # its run() works again
@@ -162,12 +162,12 @@ def test_a_joining_node_gets_a_gpu_worker(ray_for_tests):
         assert node.node_ip_address == LOOPBACK
         assert [w.name for w in pool.sync()] == ["gpu-1"]
         places = ray.get([w.actor.location.remote() for w in pool.workers], timeout=60)
-        assert len({p["node_id"] for p in places}) == 2 and node.node_id in {p["node_id"] for p in places}
-        assert {p["node_ip"] for p in places} == {LOOPBACK} and {p["gpu_id"] for p in places} == {"0"}
+        assert len({p.node_id for p in places}) == 2 and node.node_id in {p.node_id for p in places}
+        assert {p.node_ip for p in places} == {LOOPBACK} and {p.gpu_id for p in places} == {"0"}
         results = ray.get([w.actor.run.remote(tiny_spec("unused", Path("."), number=i))
                            for i, w in enumerate(pool.workers)], timeout=60)
         assert [r.status for r in results] == ["completed", "completed"]
-        assert {r.node_id for r in results} == {p["node_id"] for p in places}
+        assert {r.node_id for r in results} == {p.node_id for p in places}
     finally:
         pool.shutdown()
         ray_for_tests.stop()

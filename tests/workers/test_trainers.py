@@ -20,15 +20,15 @@ from workers import (
 )
 from yolo.fitness import fitness
 from yolo.hyp import Hyperparameters
+from yolo.train import TrainConfig
 
-TINY = {"cfg": "yolov5n", "epochs": 1, "img_size": 64, "batch_size": 16, "loader_workers": 0}
+TINY = {"cfg": "yolov5n", "epochs": 1, "img_size": 64, "batch_size": 16, "workers": 0, "progress": False}
 
 
-def tiny_spec(data: Path | str, out_dir: Path, number: int = 0, **changes) -> TrialSpec:
-    values = dict(campaign_id=1, number=number, attempt=1, hyp=Hyperparameters().to_dict(), data=str(data),
-                  out_dir=str(out_dir), seed=number, **TINY)
-    values.update(changes)
-    return TrialSpec(**values)
+def tiny_spec(data: Path | str, out_dir: Path, number: int = 0, hyp: dict | None = None, **train) -> TrialSpec:
+    """Trial `number` of campaign 1, seeded with its number; `train` overrides TrainConfig fields."""
+    config = TrainConfig(data=str(data), save_dir=str(out_dir), **{"seed": number, **TINY, **train})
+    return TrialSpec(campaign_id=1, number=number, attempt=1, hyp=hyp or Hyperparameters().to_dict(), train=config)
 
 
 def never() -> bool:
@@ -112,6 +112,16 @@ def test_sleep_trainer_is_deterministic_and_rewards_default_hyperparameters(tmp_
     far = Hyperparameters().replace(lr0=0.09, momentum=0.6, box=0.19).to_dict()
     c = trainer(tiny_spec("unused", tmp_path, epochs=3, seed=7, hyp=far), [].append, never)
     assert c.fitness < a.fitness
+
+
+def test_sleep_trainer_reads_seed_epochs_and_fitness_weights_from_the_train_config(tmp_path):
+    updates: list[EpochUpdate] = []
+    outcome = SleepTrialTrainer(0.0, 0.01)(
+        tiny_spec("unused", tmp_path, epochs=2, seed=3, fitness_weights=(1.0, 0.0, 0.0, 0.0)), updates.append, never)
+    assert outcome.epochs_done == 2 and [u.epochs for u in updates] == [2, 2]
+    assert outcome.fitness == pytest.approx(outcome.metrics["precision"])
+    same_seed = SleepTrialTrainer(0.0, 0.01)(tiny_spec("unused", tmp_path, number=9, epochs=2, seed=3), [].append, never)
+    assert same_seed.metrics == outcome.metrics
 
 
 def test_sleep_trainer_stops_promptly():

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.coordinator_stats import RecordedStats
 from evolver.campaign import CampaignSpec
 from evolver.cluster import connect, disconnect
 from evolver.coordinator import Coordinator, CoordinatorSettings
@@ -38,12 +39,13 @@ def main() -> None:
         connect(num_cpus=2)
         pool = WorkerPool(YoloTrialTrainer(), cpu_workers=1)
         try:
-            coordinator = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=False))
+            stats = RecordedStats()
+            coordinator = Coordinator(store, campaign_id, pool, CoordinatorSettings(progress=False), stats)
             outcome = coordinator.run()
         finally:
             pool.shutdown()
             disconnect()
-    first, rest = coordinator.overheads[0], coordinator.overheads[1:]
+    first, rest = stats.overheads[0], stats.overheads[1:]
     print(f"{outcome.completed} trials of yolov5n, 2 epochs at {args.img} px on the synthetic dataset")
     print(f"first trial overhead (imports, dataset decode): {first:6.2f} s")
     if rest:

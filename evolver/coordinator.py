@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import ray
 from ray.exceptions import RayActorError
@@ -25,7 +26,7 @@ from ray.exceptions import RayActorError
 from evolver import lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.lifecycle import Lease
-from evolver.ranking import better
+from evolver.tally import CampaignTally
 from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
@@ -64,6 +65,24 @@ class CampaignOutcome:
     seconds: float
 
 
+class CoordinatorStats(Protocol):
+    """Where a coordinator reports what benchmarks measure (its own loop keeps no counters)."""
+
+    def trial_recorded(self, busy_seconds: float, overhead_seconds: float) -> None:
+        """A trial's result came in: time it held its worker, and its cost outside train + val."""
+
+    def waited(self, seconds: float) -> None:
+        """The loop waited this long for results (the rest of its time is its own work)."""
+
+
+class NoStats:
+    def trial_recorded(self, busy_seconds: float, overhead_seconds: float) -> None:
+        pass
+
+    def waited(self, seconds: float) -> None:
+        pass
+
+
 @dataclass
 class _Busy:
     """A trial out on a worker."""
@@ -90,7 +109,7 @@ class _Outgoing:
 
 class Coordinator:
     def __init__(self, store: Store, campaign_id: int, pool: WorkerPool,
-                 settings: CoordinatorSettings = CoordinatorSettings()):
+                 settings: CoordinatorSettings = CoordinatorSettings(), stats: CoordinatorStats | None = None):
         self.store, self.campaign_id, self.pool, self.settings = store, campaign_id, pool, settings
         record = store.campaign(campaign_id)
         self.name = record.name
@@ -111,20 +130,12 @@ class Coordinator:
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
         self._locations: dict[str, ray.ObjectRef | WorkerLocation] = {}  # worker -> pending ref or location
-        self._counts = {status: 0 for status in FINISHED}
-        self._next_number = 0
-        self._closed_generations: set[int] = set()
-        self._finished_in: Counter[int] = Counter()  # trials finished per generation, this run
+        self.tally = CampaignTally(self.spec.population, self.total)  # rebuilt from SQL in _load
         self._unobserved: defaultdict[int, list[TrialRecord]] = defaultdict(list)  # --sync: until closed
-        self._best: TrialRecord | None = None
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
-        self.busy_seconds = 0.0  # summed trial time on workers (for utilisation)
-        self.idle_seconds = 0.0  # time the loop spent waiting for results (the rest is its own work)
-        # Per finished trial: seconds from dispatch to recorded result outside training + validation
-        # (breeding, SQL, transfer, model build, data, files): the price of running it as a trial.
-        self.overheads: list[float] = []
+        self.stats = stats or NoStats()
 
     # ----------------------------------------------------------------------------- state
     def _load(self) -> None:
@@ -132,26 +143,21 @@ class Coordinator:
         for parent in self.store.imported_parents(self.campaign_id):
             self.searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
         trials = self.store.trials(self.campaign_id)
-        completed = []
+        self.tally = CampaignTally.rebuild(trials, self.spec.population, self.total)
+        completed = [t for t in trials if t.status == "completed"]
+        for trial in completed:
+            self._observe(trial)
+            if self.spec.early_stopping.rule != "none":
+                self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
         for trial in trials:
-            if trial.status == "completed":
-                completed.append(trial)
-                self._observe(trial)
-                if self.spec.early_stopping.rule != "none":
-                    self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
-                self._note_best(trial)
             if trial.status in ("running", "cancelled"):  # interrupted by a crash or a cancel: run again
                 self._queue.append(self._requeue(trial))
-            elif trial.status in FINISHED:
-                self._counts[trial.status] += 1
-                self._finished_in[trial.generation] += 1
-            else:  # pending: bred and stored, never started
+            elif trial.status == "pending":  # bred and stored, never started
                 self._queue.append(trial)
         self._queue = deque(t for t in self._queue if t.status not in FINISHED)
-        self._next_number = max((t.number for t in trials), default=-1) + 1
         self.folder.rebuild(completed)
-        for generation in range(self._next_number // self.spec.population + 1):
-            self._close_generation(generation)
+        for generation in range(self.tally.next_number // self.spec.population + 1):
+            self._close_generation(generation, ask_sql=True)
 
     def _requeue(self, trial: TrialRecord) -> TrialRecord:
         """Back to pending with attempt + 1, or failed when a crash interrupted it too often (a cancel
@@ -160,42 +166,31 @@ class Coordinator:
             self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "failed", metrics={},
                                     fitness=None, epochs_done=0,
                                     error=f"interrupted {trial.attempt} times (max_attempts={self.spec.max_attempts})")
-            self._counts["failed"] += 1
-            self._close_generation(trial.generation, finished_one=True)
-            return self.store.trial(self.campaign_id, trial.number)
+            failed = self.store.trial(self.campaign_id, trial.number)
+            self.tally.finish(failed)
+            self._close_generation(trial.generation)
+            return failed
         self.store.requeue_trial(self.campaign_id, trial.number)
         return self.store.trial(self.campaign_id, trial.number)
-
-    def _note_best(self, trial: TrialRecord) -> None:
-        if better(trial, self._best):
-            self._best = trial
 
     def _observe(self, trial: TrialRecord) -> None:
         """A completed trial becomes a parent candidate: at once when asynchronous; with --sync
         only when its generation closes, so generation g breeds from generations < g alone and
         the children repeat exactly whatever order the trials of g finish in."""
-        if self.spec.sync and trial.generation not in self._closed_generations:
+        if self.spec.sync and trial.generation not in self.tally.closed:
             self._unobserved[trial.generation].append(trial)
             return
         self.searcher.observe(Observation(trial.number, trial.hyp, trial.fitness or 0.0))
 
-    def _close_generation(self, generation: int, *, finished_one: bool = False) -> None:
-        """Close the generation in SQL once all its trials finished. `finished_one`: a trial of it
-        just finished here, so SQL is asked only when the local count says it may be complete."""
-        if generation in self._closed_generations:
+    def _close_generation(self, generation: int, *, ask_sql: bool = False) -> None:
+        """Close the generation in SQL once all its trials finished. SQL is asked only when the
+        tally says it may be complete, or (`ask_sql`, at start) whatever the tally says."""
+        if generation in self.tally.closed or not (ask_sql or self.tally.may_be_complete(generation)):
             return
-        if finished_one:
-            self._finished_in[generation] += 1
-            if self._finished_in[generation] < self.spec.population:
-                return
         if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
-            self._closed_generations.add(generation)
+            self.tally.closed.add(generation)
             for trial in sorted(self._unobserved.pop(generation, []), key=lambda t: t.number):
                 self._observe(trial)
-
-    @property
-    def _finished(self) -> int:
-        return sum(self._counts.values())
 
     # ----------------------------------------------------------------------------- workers
     def _sync_workers(self) -> None:
@@ -240,16 +235,16 @@ class Coordinator:
             trial = self._queue.popleft()
             self.store.start_trial(self.campaign_id, trial.number, trial.attempt, placement)
             return trial
-        if self._cancelling or self._next_number >= self.total:
+        number = self.tally.next_number
+        if self._cancelling or number >= self.total:
             return None
-        generation = self._next_number // self.spec.population
-        if self.spec.sync and generation > 0 and not all(
-                g in self._closed_generations for g in range(generation)):
+        generation = self.tally.generation_of(number)
+        if self.spec.sync and not self.tally.earlier_generations_closed(generation):
             return None  # --sync: the previous generation must be complete first
-        suggestion = self.searcher.suggest(self._next_number)
-        trial = self.store.add_trial(self.campaign_id, self._next_number, generation, suggestion.hyp,
+        suggestion = self.searcher.suggest(number)
+        trial = self.store.add_trial(self.campaign_id, number, generation, suggestion.hyp,
                                      suggestion.parents, suggestion.seed, running_on=placement)
-        self._next_number += 1
+        self.tally.next_number = number + 1
         return trial
 
     def _dispatch(self) -> list[_Outgoing]:
@@ -282,11 +277,11 @@ class Coordinator:
         waited = time.perf_counter()
         if not self._busy:
             time.sleep(self.settings.poll_seconds)
-            self.idle_seconds += time.perf_counter() - waited
+            self.stats.waited(time.perf_counter() - waited)
             return []
         refs = list(self._busy)
         ready, _ = ray.wait(refs, num_returns=1, timeout=self.settings.poll_seconds)
-        self.idle_seconds += time.perf_counter() - waited
+        self.stats.waited(time.perf_counter() - waited)
         if ready:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         return ready
@@ -315,10 +310,10 @@ class Coordinator:
         progress.trial_finished(busy.worker.name, "requeued", self._best_fitness, self._generation_label())
 
     def _record(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
-        self.busy_seconds += result.ended_at - result.started_at
         busy.unrecorded = self._take_updates(busy, result.updates, progress)  # stored with the result
         self._finish_from_result(busy, result, progress)
-        self.overheads.append(time.monotonic() - busy.dispatched_at - result.train_seconds)
+        self.stats.trial_recorded(busy_seconds=result.ended_at - result.started_at,
+                                  overhead_seconds=time.monotonic() - busy.dispatched_at - result.train_seconds)
 
     def _finish_from_result(self, busy: _Busy, result: TrialResult, progress: CampaignProgress) -> None:
         if result.status == "completed":  # the worker scored it with this campaign's weights (its spec)
@@ -339,25 +334,22 @@ class Coordinator:
                                           fitness=fitness, epochs_done=epochs_done, error=error,
                                           weights_path=weights, epochs=busy.unrecorded)
         if changed:
-            self._counts[status] += 1
+            record = dataclasses.replace(trial, status=status, metrics=dict(metrics), fitness=fitness,
+                                         epochs_done=epochs_done, weights_path=weights)
+            self.tally.finish(record)
             if status == "completed":
-                record = dataclasses.replace(trial, status=status, metrics=dict(metrics), fitness=fitness,
-                                             epochs_done=epochs_done, weights_path=weights)
                 self._observe(record)
                 self.pruner.add_completed(busy.epochs)
-                self._note_best(record)
-                self.folder.add_completed(record, self._counts["completed"])
-            self._close_generation(trial.generation, finished_one=True)
+                self.folder.add_completed(record, self.tally.counts["completed"])
+            self._close_generation(trial.generation)
         progress.trial_finished(busy.worker.name, status, self._best_fitness, self._generation_label())
 
     @property
     def _best_fitness(self) -> float | None:
-        return None if self._best is None else self._best.fitness
+        return None if self.tally.best is None else self.tally.best.fitness
 
     def _generation_label(self) -> str:
-        generations = self.spec.generations
-        current = min(self._finished // self.spec.population, generations - 1)
-        return f"{current + 1}/{generations}"
+        return self.tally.generation_label(self.spec.generations)
 
     # ----------------------------------------------------------------------------- progress
     def _poll_progress(self, progress: CampaignProgress) -> None:
@@ -457,7 +449,7 @@ class Coordinator:
         except Exception as err:
             lifecycle.release(self.store, self.campaign_id, self.lease, "failed", error=str(err))
             raise
-        progress = CampaignProgress(self.name, self.total, self._finished, enabled=self.settings.progress)
+        progress = CampaignProgress(self.name, self.total, self.tally.finished, enabled=self.settings.progress)
         self._sync_workers()
         next_control = next_grow = time.monotonic()
         ready: list[ray.ObjectRef] = []
@@ -478,7 +470,7 @@ class Coordinator:
                     self._poll_progress(progress)
                     outgoing = [] if self._cancelling else self._dispatch()
                 self._send(outgoing, progress)
-                if not self._busy and (self._cancelling or self._finished >= self.total):
+                if not self._busy and (self._cancelling or self.tally.done):
                     break
                 ready = self._wait_for_results()
         except BaseException:
@@ -515,20 +507,20 @@ class Coordinator:
             for trial in self._queue:
                 if self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "cancelled", metrics={},
                                            fitness=None, epochs_done=0, error="campaign cancelled before it ran"):
-                    self._counts["cancelled"] += 1
+                    self.tally.finish(dataclasses.replace(trial, status="cancelled"))
             status = "cancelled"
             lifecycle.release(self.store, self.campaign_id, self.lease, status)
-        elif self._counts["completed"] == 0:
+        elif self.tally.counts["completed"] == 0:
             status = "failed"
             lifecycle.release(self.store, self.campaign_id, self.lease, status, error="no trial completed")
         else:
             status = "completed"
             lifecycle.release(self.store, self.campaign_id, self.lease, status)
             self._export_winner()
-        best = self._best
+        best, counts = self.tally.best, self.tally.counts
         return CampaignOutcome(
-            campaign_id=self.campaign_id, status=status, completed=self._counts["completed"],
-            failed=self._counts["failed"], pruned=self._counts["pruned"], cancelled=self._counts["cancelled"],
+            campaign_id=self.campaign_id, status=status, completed=counts["completed"],
+            failed=counts["failed"], pruned=counts["pruned"], cancelled=counts["cancelled"],
             best_trial=None if best is None else best.number, best_fitness=None if best is None else best.fitness,
             seconds=seconds,
         )

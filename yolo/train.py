@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from yolo.checkpoint import Checkpoint, build_model_from, load_checkpoint, save_checkpoint
-from yolo.data import load_data_config, scan_dataset
+from yolo.data import DataConfig, DatasetIndex, load_data_config, scan_dataset
 from yolo.loader import DetectionDataset, DatasetCache, create_dataloader
 from yolo.device import parse_device, resolve_device
 from yolo.distributed import (
@@ -185,12 +185,108 @@ def _train_rank(
 ) -> TrainResult | None:
     """The training loop of one process (the only one, or one DDP rank); None on ranks other than 0."""
     start_time = time.perf_counter()
-    main = rank.is_main
-    say = log.info if main else _quiet
     torch.manual_seed(config.seed)  # same seed on every rank: identical initial weights
-    save_dir = Path(config.save_dir)
-    weights_dir = save_dir / "weights"
+    run, resumed = _set_up(config, hyp, resume_from, dataset_cache, rank, device)
+    progress = _restore(run, resumed, resume_from) if resumed is not None else _Progress()
+    _log_plan(run)
+    for epoch in range(progress.start_epoch, config.epochs):
+        epoch_start = time.perf_counter()
+        train_losses = _train_epoch(run, progress, epoch, should_stop)
+        if not rank.is_main:
+            if broadcast_flag(False, device):  # rank 0 validates meanwhile, then says whether to stop
+                break
+            continue
+        stop = _end_epoch(run, progress, epoch, train_losses, epoch_start, callbacks)
+        if broadcast_flag(stop, device):
+            progress.stopped_early = epoch + 1 < config.epochs
+            run.say("a callback stopped training after epoch %d", epoch + 1)
+            break
+    return _result(run, progress, time.perf_counter() - start_time)
 
+
+@dataclass(frozen=True)
+class _Run:
+    """Everything one process trains with, built once before the first epoch."""
+
+    config: TrainConfig
+    hyp: Hyperparameters
+    rank: RankInfo
+    device: torch.device
+    say: Callable[..., None]  # log.info on rank 0, silent elsewhere
+    data: DataConfig
+    val_images: int  # the whole validation set, for the log (only rank 0 loads it)
+    train_set: DetectionDataset
+    train_loader: torch.utils.data.DataLoader  # this rank's share of every batch
+    val_loader: torch.utils.data.DataLoader | None  # rank 0 alone validates
+    model: torch.nn.Module  # the weights, state and gradients that are saved
+    train_model: torch.nn.Module  # what the step calls: `model`, or `model` wrapped in DDP
+    ema: ModelEMA
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    loss_fn: DetectionLoss
+    scaler: torch.amp.GradScaler
+    results: ResultsWriter | None  # rank 0 alone writes results.csv
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def weights_dir(self) -> Path:
+        return Path(self.config.save_dir) / "weights"
+
+
+@dataclass
+class _Progress:
+    """What changes as training goes. last.pt keeps the epoch, the best so far and the last step,
+    so that a resumed run goes on exactly where the interrupted one was."""
+
+    start_epoch: int = 0
+    best_fitness: float = 0.0
+    best_epoch: int = -1  # -1 until an epoch has been validated
+    last_step: int = -1  # global batch index of the last optimiser step
+    last_report: EpochReport | None = None
+    stopped_early: bool = False
+
+
+def _set_up(
+    config: TrainConfig, hyp: Hyperparameters, resume_from: str | Path | None, dataset_cache: DatasetCache | None,
+    rank: RankInfo, device: torch.device,
+) -> tuple[_Run, Checkpoint | None]:
+    """Read the data, build the model (fresh, fine-tuned or resumed), its loaders and optimiser.
+    The resumed checkpoint comes back too: `_restore` puts its state into what was built."""
+    say = log.info if rank.is_main else _quiet
+    data, train_index, val_index = _read_data(config, dataset_cache, say)
+    resumed = load_checkpoint(resume_from) if resume_from else None
+    if rank.is_main:  # only once the inputs are known to be good
+        (Path(config.save_dir) / "weights").mkdir(parents=True, exist_ok=True)
+    if resumed is not None:
+        model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
+    else:
+        model = _initial_model(config, hyp, train_index, data.nc, say)
+    model.to(device)
+    say("%s", freeze_layers(model, config.freeze))
+    train_set, train_loader, val_loader = _build_loaders(config, hyp, train_index, val_index, rank, dataset_cache)
+    optimizer = build_optimizer(model, hyp, config.batch_size)  # total batch: same decay as one device
+    schedule = Schedule(hyp, config.epochs, len(train_loader), cosine=config.cos_lr)
+    loss_fn = DetectionLoss.from_model(model, hyp, config.img_size)
+    ema = ModelEMA(model)  # before SyncBN: the EMA copy keeps plain BatchNorm, which fuses for validation
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    results = ResultsWriter(Path(config.save_dir) / "results.csv") if rank.is_main else None
+    train_model = _distributed_model(model, config, rank, device, say)
+    run = _Run(
+        config=config, hyp=hyp, rank=rank, device=device, say=say, data=data, val_images=len(val_index),
+        train_set=train_set, train_loader=train_loader, val_loader=val_loader, model=model,
+        train_model=train_model, ema=ema, optimizer=optimizer, schedule=schedule, loss_fn=loss_fn, scaler=scaler,
+        results=results,
+    )
+    return run, resumed
+
+
+def _read_data(
+    config: TrainConfig, dataset_cache: DatasetCache | None, say: Callable[..., None],
+) -> tuple[DataConfig, DatasetIndex, DatasetIndex]:
+    """The data yaml and its scanned train / val images; no training images is an error."""
     data = load_data_config(config.data)
     scan = dataset_cache.scan if dataset_cache is not None else scan_dataset
     train_index = scan(data.train, data.nc)
@@ -199,167 +295,175 @@ def _train_rank(
     say("val: %s", val_index.summary())
     if not len(train_index):
         raise ValueError(f"{config.data}: no usable training images")
+    return data, train_index, val_index
 
-    resumed = load_checkpoint(resume_from) if resume_from else None
-    if main:
-        weights_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
-    if resumed is not None:
-        model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
-    else:
-        model = _initial_model(config, hyp, train_index, data.nc, say)
-    model.to(device)
-    say("%s", freeze_layers(model, config.freeze))
-    rank_batch = config.batch_size // rank.world_size
 
+def _build_loaders(
+    config: TrainConfig, hyp: Hyperparameters, train_index: DatasetIndex, val_index: DatasetIndex, rank: RankInfo,
+    dataset_cache: DatasetCache | None,
+) -> tuple[DetectionDataset, torch.utils.data.DataLoader, torch.utils.data.DataLoader | None]:
+    """The augmented training set and this rank's loader of it; on rank 0 also the validation
+    loader (rectangular batches of twice the training batch, as YOLOv5), None elsewhere."""
     train_set = DetectionDataset(
         train_index, config.img_size, hyp, augment=True, cache_images=config.cache_images, seed=config.seed,
         dataset_cache=dataset_cache,
     )
-    train_loader = create_dataloader(train_set, rank_batch, shuffle=True, workers=config.workers, seed=config.seed,
-                                     rank=rank.rank, world_size=rank.world_size)
-    if main:  # rank 0 alone validates
-        val_set = DetectionDataset(
-            val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
-            rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed, dataset_cache=dataset_cache,
-        )
-        val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers,
-                                       seed=config.seed)
-
-    optimizer = build_optimizer(model, hyp, config.batch_size)  # total batch: same decay as one device
-    schedule = Schedule(hyp, config.epochs, len(train_loader), cosine=config.cos_lr)
-    loss_fn = DetectionLoss.from_model(model, hyp, config.img_size)
-    ema = ModelEMA(model)  # before SyncBN: the EMA copy keeps plain BatchNorm, which fuses for validation
-    amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    results = ResultsWriter(save_dir / "results.csv") if main else None
-    train_model = _distributed_model(model, config, rank, device, say)
-
-    start_epoch, best_fitness, best_epoch = 0, 0.0, -1
-    if resumed is not None:
-        model.load_state_dict(resumed.train_state)
-        ema.ema.load_state_dict(resumed.model_state)
-        ema.updates = resumed.ema_updates
-        optimizer.load_state_dict(resumed.optimizer_state)
-        start_epoch, best_fitness = resumed.epoch + 1, resumed.best_fitness
-        best_epoch = int(resumed.metrics.get("best_epoch", -1))
-        if resumed.torch_rng is not None:
-            torch.set_rng_state(resumed.torch_rng)
-        say("resuming %s from epoch %d of %d", resume_from, start_epoch, config.epochs)
-
-    accumulate_full = accumulation_steps(config.batch_size)
-    batches = len(train_loader)
-    last_step = start_epoch * batches - 1
-    if resumed is not None and resumed.last_step >= 0:
-        # An epoch can end mid-accumulation: put back the gradients the interrupted run held.
-        last_step = resumed.last_step
-        params = dict(model.named_parameters())
-        for name, grad in (resumed.pending_grads or {}).items():
-            params[name].grad = grad.to(device)
-    last_report: EpochReport | None = None
-    stopped_early = False
-    say(
-        "training %s on %s: %d epochs, img %d, batch %d%s (accumulated to %d), %d train / %d val images",
-        model.config.name, device, config.epochs, config.img_size, config.batch_size,
-        f" = {rank.world_size} ranks x {rank_batch}" if rank.is_distributed else "", NOMINAL_BATCH,
-        len(train_set), len(val_index),
+    train_loader = create_dataloader(train_set, config.batch_size // rank.world_size, shuffle=True,
+                                     workers=config.workers, seed=config.seed, rank=rank.rank,
+                                     world_size=rank.world_size)
+    if not rank.is_main:
+        return train_set, train_loader, None
+    val_set = DetectionDataset(
+        val_index, config.img_size, hyp, augment=False, cache_images=config.cache_images,
+        rect=True, batch_size=config.batch_size * 2, pad=0.5, seed=config.seed, dataset_cache=dataset_cache,
     )
-    for epoch in range(start_epoch, config.epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        train_set.set_epoch(epoch)
-        loss_mean = torch.zeros(3)
-        bar = tqdm(train_loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not (config.progress and main), leave=False)
-        for i, (imgs, targets, _paths, _shapes) in enumerate(bar):
-            if should_stop is not None and any_rank(should_stop(), device):
-                bar.close()
-                raise TrainingStopped(epoch, last_report)
-            step = i + batches * epoch
-            schedule.apply(optimizer, epoch, step)
-            # During warmup the effective batch grows from one batch to the nominal 64 images.
-            accumulate = max(1, round(float(np.interp(step, [0, schedule.warmup_iterations], [1, accumulate_full]))))
-            imgs = imgs.to(device, non_blocking=True).float().div_(255)
-            with torch.autocast(device.type, enabled=amp):
-                loss, items = loss_fn(train_model(imgs), targets.to(device))
-            # The loss is a per-rank mean times the per-rank batch; DDP averages gradients over
-            # ranks, so scaling by the world size gives one device's gradient for the total batch.
-            loss = loss * rank.world_size
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}")
-            scaler.scale(loss).backward()
-            if step - last_step >= accumulate:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                ema.update(model)
-                last_step = step
-            loss_mean = (loss_mean * i + items.cpu()) / (i + 1)
-            bar.set_postfix(box=f"{loss_mean[0]:.4f}", obj=f"{loss_mean[1]:.4f}", cls=f"{loss_mean[2]:.4f}")
-        bar.close()
-        if not main:
-            if broadcast_flag(False, device):  # rank 0 validates meanwhile, then says whether to stop
-                break
-            continue
+    val_loader = create_dataloader(val_set, config.batch_size * 2, shuffle=False, workers=config.workers,
+                                   seed=config.seed)
+    return train_set, train_loader, val_loader
 
-        val = validate(
-            inference_copy(ema.ema), val_loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
-            fitness_weights=config.fitness_weights, amp=amp,
-        )
-        if val.fitness > best_fitness or best_epoch < 0:
-            best_fitness, best_epoch = max(val.fitness, best_fitness), epoch
-        report = EpochReport(
-            epoch=epoch, epochs=config.epochs, train_losses=tuple(loss_mean.tolist()), val=val,
-            fitness=val.fitness, best_fitness=best_fitness,
-            learning_rates=tuple(g["lr"] for g in optimizer.param_groups),
-            seconds=time.perf_counter() - epoch_start,
-        )
-        results.append(report)
-        say(
-            "epoch %d/%d  loss %.4f %.4f %.4f  P %.3f R %.3f mAP50 %.3f mAP %.3f  (%.1fs)",
-            epoch + 1, config.epochs, *report.train_losses, val.metrics.precision, val.metrics.recall,
-            val.metrics.map50, val.metrics.map, report.seconds,
-        )
-        checkpoint = Checkpoint(
-            model_state=ema.ema.state_dict(), model_config=model.config.to_dict(), names=data.names,
-            epoch=epoch, best_fitness=best_fitness, hyp=hyp.to_dict(), train_config=config.to_dict(),
-            metrics={**val.as_dict(), "best_epoch": best_epoch},
-            train_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            ema_updates=ema.updates, torch_rng=torch.get_rng_state(), last_step=last_step,
-            pending_grads={n: p.grad for n, p in model.named_parameters() if p.grad is not None},
-        )
-        save_checkpoint(weights_dir / "last.pt", checkpoint)
-        if best_epoch == epoch:
-            save_checkpoint(weights_dir / "best.pt", dataclasses.replace(
-                checkpoint, train_state=None, optimizer_state=None, torch_rng=None, pending_grads=None))
-        last_report = report
-        stop = any(callback(report) for callback in callbacks)
-        if broadcast_flag(stop, device):
-            stopped_early = epoch + 1 < config.epochs
-            say("a callback stopped training after epoch %d", epoch + 1)
-            break
 
-    seconds = time.perf_counter() - start_time
-    if rank.is_distributed:
-        digest = check_replicas(model, device)
-        say("DDP replicas identical after training: parameters sha256 %s on all %d ranks", digest, rank.world_size)
-    if not main:
+def _restore(run: _Run, resumed: Checkpoint, resume_from: str | Path | None) -> _Progress:
+    """Put an interrupted run's state back: raw and EMA weights, optimiser, RNG, the epoch to
+    start from, the best so far, and the gradients accumulated since the last step."""
+    run.model.load_state_dict(resumed.train_state)
+    run.ema.ema.load_state_dict(resumed.model_state)
+    run.ema.updates = resumed.ema_updates
+    run.optimizer.load_state_dict(resumed.optimizer_state)
+    progress = _Progress(start_epoch=resumed.epoch + 1, best_fitness=resumed.best_fitness,
+                         best_epoch=int(resumed.metrics.get("best_epoch", -1)))
+    if resumed.torch_rng is not None:
+        torch.set_rng_state(resumed.torch_rng)
+    run.say("resuming %s from epoch %d of %d", resume_from, progress.start_epoch, run.config.epochs)
+    progress.last_step = progress.start_epoch * len(run.train_loader) - 1
+    if resumed.last_step >= 0:
+        # An epoch can end mid-accumulation: put back the gradients the interrupted run held.
+        progress.last_step = resumed.last_step
+        params = dict(run.model.named_parameters())
+        for name, grad in (resumed.pending_grads or {}).items():
+            params[name].grad = grad.to(run.device)
+    return progress
+
+
+def _log_plan(run: _Run) -> None:
+    config, rank = run.config, run.rank
+    run.say(
+        "training %s on %s: %d epochs, img %d, batch %d%s (accumulated to %d), %d train / %d val images",
+        run.model.config.name, run.device, config.epochs, config.img_size, config.batch_size,
+        f" = {rank.world_size} ranks x {config.batch_size // rank.world_size}" if rank.is_distributed else "",
+        NOMINAL_BATCH, len(run.train_set), run.val_images,
+    )
+
+
+def _train_epoch(run: _Run, progress: _Progress, epoch: int, should_stop: Callable[[], bool] | None) -> torch.Tensor:
+    """One pass over this rank's batches, an optimiser step whenever enough have accumulated;
+    the mean train losses (box, obj, cls) come back."""
+    run.model.train()
+    run.train_set.set_epoch(epoch)
+    accumulate_full = accumulation_steps(run.config.batch_size)
+    batches = len(run.train_loader)
+    loss_mean = torch.zeros(3)
+    bar = tqdm(run.train_loader, total=batches, desc=f"epoch {epoch + 1}/{run.config.epochs}",
+               disable=not (run.config.progress and run.rank.is_main), leave=False)
+    for i, (imgs, targets, _paths, _shapes) in enumerate(bar):
+        if should_stop is not None and any_rank(should_stop(), run.device):
+            bar.close()
+            raise TrainingStopped(epoch, progress.last_report)
+        step = i + batches * epoch
+        run.schedule.apply(run.optimizer, epoch, step)
+        # During warmup the effective batch grows from one batch to the nominal 64 images.
+        accumulate = max(1, round(float(np.interp(step, [0, run.schedule.warmup_iterations], [1, accumulate_full]))))
+        imgs = imgs.to(run.device, non_blocking=True).float().div_(255)
+        with torch.autocast(run.device.type, enabled=run.amp):
+            loss, items = run.loss_fn(run.train_model(imgs), targets.to(run.device))
+        # The loss is a per-rank mean times the per-rank batch; DDP averages gradients over
+        # ranks, so scaling by the world size gives one device's gradient for the total batch.
+        loss = loss * run.rank.world_size
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}")
+        run.scaler.scale(loss).backward()
+        if step - progress.last_step >= accumulate:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.ema.update(run.model)
+            progress.last_step = step
+        loss_mean = (loss_mean * i + items.cpu()) / (i + 1)
+        bar.set_postfix(box=f"{loss_mean[0]:.4f}", obj=f"{loss_mean[1]:.4f}", cls=f"{loss_mean[2]:.4f}")
+    bar.close()
+    return loss_mean
+
+
+def _end_epoch(
+    run: _Run, progress: _Progress, epoch: int, train_losses: torch.Tensor, epoch_start: float,
+    callbacks: Sequence[EpochCallback],
+) -> bool:
+    """Rank 0 after an epoch: validate the EMA weights, append to results.csv, save last.pt (and
+    best.pt), then hand the report to the callbacks; True when one of them asks to stop."""
+    val = validate(
+        inference_copy(run.ema.ema), run.val_loader, nc=run.data.nc, names=run.data.names, device=run.device,
+        loss_fn=run.loss_fn, fitness_weights=run.config.fitness_weights, amp=run.amp,
+    )
+    if val.fitness > progress.best_fitness or progress.best_epoch < 0:
+        progress.best_fitness, progress.best_epoch = max(val.fitness, progress.best_fitness), epoch
+    report = EpochReport(
+        epoch=epoch, epochs=run.config.epochs, train_losses=tuple(train_losses.tolist()), val=val,
+        fitness=val.fitness, best_fitness=progress.best_fitness,
+        learning_rates=tuple(g["lr"] for g in run.optimizer.param_groups),
+        seconds=time.perf_counter() - epoch_start,
+    )
+    run.results.append(report)
+    run.say(
+        "epoch %d/%d  loss %.4f %.4f %.4f  P %.3f R %.3f mAP50 %.3f mAP %.3f  (%.1fs)",
+        epoch + 1, run.config.epochs, *report.train_losses, val.metrics.precision, val.metrics.recall,
+        val.metrics.map50, val.metrics.map, report.seconds,
+    )
+    _save_checkpoints(run, progress, epoch, val)
+    progress.last_report = report
+    return any(callback(report) for callback in callbacks)
+
+
+def _save_checkpoints(run: _Run, progress: _Progress, epoch: int, val: ValResult) -> None:
+    """last.pt holds everything a resume needs; best.pt, written when this epoch is the best so
+    far, only the EMA weights and their metadata."""
+    checkpoint = Checkpoint(
+        model_state=run.ema.ema.state_dict(), model_config=run.model.config.to_dict(), names=run.data.names,
+        epoch=epoch, best_fitness=progress.best_fitness, hyp=run.hyp.to_dict(), train_config=run.config.to_dict(),
+        metrics={**val.as_dict(), "best_epoch": progress.best_epoch},
+        train_state=run.model.state_dict(), optimizer_state=run.optimizer.state_dict(),
+        ema_updates=run.ema.updates, torch_rng=torch.get_rng_state(), last_step=progress.last_step,
+        pending_grads={n: p.grad for n, p in run.model.named_parameters() if p.grad is not None},
+    )
+    save_checkpoint(run.weights_dir / "last.pt", checkpoint)
+    if progress.best_epoch == epoch:
+        save_checkpoint(run.weights_dir / "best.pt", dataclasses.replace(
+            checkpoint, train_state=None, optimizer_state=None, torch_rng=None, pending_grads=None))
+
+
+def _result(run: _Run, progress: _Progress, seconds: float) -> TrainResult | None:
+    """Rank 0's result (None on the other ranks), after checking that DDP kept the replicas equal."""
+    if run.rank.is_distributed:
+        digest = check_replicas(run.model, run.device)
+        run.say("DDP replicas identical after training: parameters sha256 %s on all %d ranks", digest,
+                run.rank.world_size)
+    if not run.rank.is_main:
         return None
-    if last_report is None:
-        raise ValueError(f"nothing to train: start epoch {start_epoch} >= epochs {config.epochs}")
+    report = progress.last_report
+    if report is None:
+        raise ValueError(f"nothing to train: start epoch {progress.start_epoch} >= epochs {run.config.epochs}")
     return TrainResult(
-        metrics=last_report.val.as_dict(),
-        fitness=last_report.fitness,
-        best_fitness=best_fitness,
-        best_epoch=best_epoch,
-        epochs_completed=last_report.epoch + 1,
-        stopped_early=stopped_early,
-        weights=weights_dir / "best.pt",
-        last=weights_dir / "last.pt",
-        save_dir=save_dir,
+        metrics=report.val.as_dict(),
+        fitness=report.fitness,
+        best_fitness=progress.best_fitness,
+        best_epoch=progress.best_epoch,
+        epochs_completed=report.epoch + 1,
+        stopped_early=progress.stopped_early,
+        weights=run.weights_dir / "best.pt",
+        last=run.weights_dir / "last.pt",
+        save_dir=Path(run.config.save_dir),
         seconds=seconds,
-        history=results.rows,
+        history=run.results.rows,
     )
 
 

@@ -63,11 +63,12 @@ def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
     pixel_anchors = (anchors * torch.tensor(stride).view(-1, 1, 1)).tolist()
     config = ModelConfig.for_scale(_scale_key(yaml, state, path), nc=nc, anchors=pixel_anchors)
     _check_architecture(config, state, path)
+    epoch = payload.get("epoch")  # -1 in a finished run's best.pt / last.pt (YOLOv5 strips it)
     return Checkpoint(
         model_state=state,
         model_config=config.to_dict(),
         names=_names(record.state.get("names"), nc),
-        epoch=int(payload.get("epoch", -1) if isinstance(payload.get("epoch"), int) else -1),
+        epoch=epoch if isinstance(epoch, int) else -1,
         best_fitness=_float_or_zero(payload.get("best_fitness")),
         origin="yolov5",
     )

@@ -449,11 +449,14 @@ class Coordinator:
         except Exception as err:
             lifecycle.release(self.store, self.campaign_id, self.lease, "failed", error=str(err))
             raise
+        except BaseException:  # Ctrl-C while starting: resumable at once
+            lifecycle.abandon(self.store, self.campaign_id, self.lease)
+            raise
         progress = CampaignProgress(self.name, self.total, self.tally.finished, enabled=self.settings.progress)
-        self._sync_workers()
         next_control = next_grow = time.monotonic()
         ready: list[ray.ObjectRef] = []
         try:
+            self._sync_workers()
             while True:
                 now = time.monotonic()
                 if now >= next_control:

@@ -237,22 +237,28 @@ class RayJobLauncher:
                 except Exception as err:  # the Jobs API is briefly unreachable: ask again next round
                     log.debug("job watcher: %s: %s", job_id, err)
                     continue
-                if str(info.status) in ENDED_JOB_STATES:
+                if str(info.status) in ENDED_JOB_STATES and self._job_ended(campaign_id, job_id, str(info.status),
+                                                                             info.message):
                     with self._lock:
                         self._watched.pop(job_id, None)
-                    self._job_ended(campaign_id, job_id, str(info.status), info.message)
 
-    def _job_ended(self, campaign_id: int, job_id: str, state: str, message: str | None) -> None:
-        """The job is over; if its campaign still looks alive in SQL, nobody is running it."""
+    def _job_ended(self, campaign_id: int, job_id: str, state: str, message: str | None) -> bool:
+        """The job is over; if its campaign still names it and nobody holds it, nobody runs it:
+        failed. Returns whether that is settled. A coordinator that died with the job (a lost node,
+        SIGKILL) holds the campaign until its lease lapses, so such a job is looked at again next
+        round; one that lives elsewhere (`evolver run --campaign N`) renews its lease and ends the
+        campaign itself."""
         reason = f"Ray job {job_id} ended {state} before the coordinator recorded an end"
         try:
             with Store.open(self.db_url) as store:
-                # Only if the campaign still names this job and no live coordinator holds it: it
-                # recorded its own end, or a newer job runs it now, otherwise.
                 if lifecycle.job_ended(store, campaign_id, job_id, f"{reason}: {message}" if message else reason):
                     log.warning("campaign %d: %s", campaign_id, reason)
+                    return True
+                campaign = store.campaign(campaign_id)
+                return campaign.job_id != job_id or campaign.status in lifecycle.ENDED  # else: still held
         except Exception as err:  # noqa: BLE001 -- the watcher must outlive a database hiccup
             log.warning("campaign %d: could not record the end of job %s: %s", campaign_id, job_id, err)
+            return False
 
     def cancelled(self, campaign_id: int, job_id: str | None) -> None:
         if not job_id:

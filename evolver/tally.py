@@ -64,13 +64,6 @@ class CampaignTally:
         """--sync: generation g is bred only from complete generations < g."""
         return all(g in self.closed for g in range(generation))
 
-    def take_number(self) -> int | None:
-        """The next trial number to breed, or None when the campaign has all its trials."""
-        if self.next_number >= self.total:
-            return None
-        self.next_number += 1
-        return self.next_number - 1
-
     def generation_label(self, generations: int) -> str:
         current = min(self.finished // self.population, generations - 1)
         return f"{current + 1}/{generations}"

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from examples.make_start_weights import DEFAULT_OUT, half_precision
+from tests.paths import REPO
 from yolo.checkpoint import load_checkpoint, load_model, save_checkpoint
 from yolo.synthetic import CLASS_NAMES, SHIFTED_STYLE, generate_synthetic_dataset
 from yolo.train import TrainConfig, train
 
-SHIPPED = Path(__file__).resolve().parents[2] / "examples" / "yolov5n-shapes.pt"
+SHIPPED = REPO / "examples" / "yolov5n-shapes.pt"
 
 
 def test_shipped_checkpoint_is_safe_small_and_half():

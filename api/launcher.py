@@ -158,12 +158,19 @@ class LocalRayHead:
 
 
 # --------------------------------------------------------------------------------- Ray Jobs
+def _no_agent_yet(err: Exception) -> bool:
+    """Ray's answer while no job agent has registered with the head yet ("please try again later")."""
+    return "No available agent" in str(err)
+
+
 class RayJobLauncher:
     """Submits each campaign as a Ray job, to `address` or to a local head started at first use."""
 
     def __init__(self, db_url: str, *, address: str | None = None, num_cpus: int | None = None,
-                 cancel_grace_seconds: float = 10.0, watch_seconds: float = 5.0) -> None:
+                 cancel_grace_seconds: float = 10.0, watch_seconds: float = 5.0,
+                 agent_wait_seconds: float = 60.0) -> None:
         self.db_url = db_url
+        self.agent_wait_seconds = agent_wait_seconds
         self.address = address
         self.num_cpus = num_cpus
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -199,14 +206,19 @@ class RayJobLauncher:
         return head.client()
 
     def submit(self, campaign_id: int) -> str:
-        try:
-            job_id = self._jobs().submit_job(entrypoint=coordinator_command(campaign_id, self.db_url),
-                                             runtime_env={"env_vars": dict(JOB_ENV)},
-                                             metadata={"evolver_campaign": str(campaign_id)})
-        except LaunchError:
-            raise
-        except Exception as err:
-            raise LaunchError(f"submitting campaign {campaign_id} to Ray failed: {err}") from err
+        jobs = self._jobs()
+        deadline = time.monotonic() + self.agent_wait_seconds
+        while True:
+            try:
+                job_id = jobs.submit_job(entrypoint=coordinator_command(campaign_id, self.db_url),
+                                         runtime_env={"env_vars": dict(JOB_ENV)},
+                                         metadata={"evolver_campaign": str(campaign_id)})
+                break
+            except Exception as err:
+                if _no_agent_yet(err) and time.monotonic() < deadline:
+                    time.sleep(0.5)  # a fresh head's Jobs API answers before its job agent registers
+                    continue
+                raise LaunchError(f"submitting campaign {campaign_id} to Ray failed: {err}") from err
         self._watch(job_id, campaign_id)
         return job_id
 

@@ -19,6 +19,7 @@ from yolo.hyp import Hyperparameters
 from yolo.synthetic import BUILTIN_DATASETS
 
 if TYPE_CHECKING:
+    from evolver.searcher import Searcher
     from yolo.train import TrainConfig
 
 MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
@@ -66,6 +67,10 @@ class CampaignSpec(BaseModel):
     population: int = Field(1, ge=1, le=10_000, description="trials per generation (1 = YOLOv5's loop)")
     sync: bool = Field(False, description="wait for each generation before breeding the next")
     seed: int = Field(0, ge=0, description="makes the sequence of children repeat")
+    searcher: Literal["ga", "random", "tpe", "cmaes"] = Field(
+        "ga", description="what breeds the trials: YOLOv5's GA, random search within the limits, or "
+        "Optuna's TPE / CMA-ES (pip install 'evolver[optuna]'); top_n, parent_selection, "
+        "mutation_probability and sigma are the GA's")
     parent_selection: Literal["single", "weighted"] = "single"
     top_n: int = Field(5, ge=1, description="parents come from the best n finished trials")
     mutation_probability: float = Field(0.9, gt=0.0, le=1.0)
@@ -145,6 +150,22 @@ class CampaignSpec(BaseModel):
             seed=seed, workers=self.loader_workers, save_dir=save_dir, weights=weights,
             fitness_weights=self.fitness_weights, progress=False, freeze=self.freeze,
         )
+
+    def build_searcher(self) -> "Searcher":
+        """A fresh searcher for this campaign (the coordinator feeds it the stored trials)."""
+        space, base = self.space(), self.base_hyp()
+        if self.searcher == "random":
+            from evolver.random_search import RandomSearcher
+
+            return RandomSearcher(space, base, self.seed)
+        if self.searcher in ("tpe", "cmaes"):
+            from evolver.optuna_search import OptunaSearcher
+
+            return OptunaSearcher(space, base, self.seed, self.searcher)
+        from evolver.searcher import GeneticSearcher
+
+        return GeneticSearcher(space, base, self.seed, parent_selection=self.parent_selection, top_n=self.top_n,
+                               mutation_probability=self.mutation_probability, sigma=self.sigma)
 
     def space(self) -> SearchSpace:
         return SearchSpace.default().with_overrides(self.search_space)

@@ -30,7 +30,7 @@ from evolver.tally import CampaignTally
 from evolver.progress import CampaignProgress
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
-from evolver.searcher import GeneticSearcher, Observation
+from evolver.searcher import Observation, Searcher
 from evolver.store import Placement, Store, TrialRecord
 from workers import TrialResult, TrialSpec, WorkerHandle, WorkerLocation, WorkerPool
 from workers.start_weights import safe_start_weights
@@ -115,11 +115,7 @@ class Coordinator:
         self.name = record.name
         self.spec = CampaignSpec.model_validate(record.spec)
         self.run_dir = Path(record.run_dir)
-        self.searcher = GeneticSearcher(
-            self.spec.space(), self.spec.base_hyp(), self.spec.seed,
-            parent_selection=self.spec.parent_selection, top_n=self.spec.top_n,
-            mutation_probability=self.spec.mutation_probability, sigma=self.spec.sigma,
-        )
+        self.searcher: Searcher = self.spec.build_searcher()
         es = self.spec.early_stopping
         self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
         self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)

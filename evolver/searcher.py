@@ -28,6 +28,12 @@ from yolo.hyp import Hyperparameters
 _TRAINING_SEED_LIMIT = 2**31 - 1
 
 
+def training_seed(rng: np.random.Generator) -> int:
+    """A trial's training seed: every searcher draws it first from the trial's own generator, so
+    it does not depend on what had finished."""
+    return int(rng.integers(0, _TRAINING_SEED_LIMIT))
+
+
 @dataclass(frozen=True)
 class Suggestion:
     hyp: dict[str, float]
@@ -110,10 +116,9 @@ class GeneticSearcher:
         if number < 0:
             raise ValueError(f"trial numbers start at 0, got {number}")
         rng = np.random.default_rng([self._seed, number])
-        # Drawn first so a trial's training seed does not depend on what had finished.
-        training_seed = int(rng.integers(0, _TRAINING_SEED_LIMIT))
+        seed = training_seed(rng)
         if number == 0:
-            return Suggestion(dict(self._base), (), training_seed)
+            return Suggestion(dict(self._base), (), seed)
         if self._observed:
             # Only the best top_n can be parents: stack those (in trial-number order, as the full
             # population would list them), not every trial seen, so a suggestion stays O(top_n).
@@ -128,4 +133,4 @@ class GeneticSearcher:
         # Fixed genes stay at the campaign's value even when a parent (say, an imported YOLOv5
         # row) was trained with another one: gain 0 means the user chose it.
         child = np.where(self._space.gains > 0, child, self._base_vector)
-        return Suggestion(self._space.to_hyp(child), parents, training_seed)
+        return Suggestion(self._space.to_hyp(child), parents, seed)

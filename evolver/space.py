@@ -71,6 +71,17 @@ class Gene:
         if self.lower > self.upper:
             raise ValueError(f"{self.name}: lower {self.lower} > upper {self.upper}")
 
+    @property
+    def free(self) -> bool:
+        """Whether a search may change it (gain > 0 and room between its limits)."""
+        return self.gain > 0 and self.upper > self.lower
+
+    @property
+    def log_scale(self) -> bool:
+        """Searchers that sample within the limits (random, TPE, CMA-ES) sample this gene's
+        logarithm when its range spans two decades or more (lr0: 1e-5..0.1, lrf: 0.01..1)."""
+        return self.lower > 0 and self.upper / self.lower >= 100
+
 
 @dataclass(frozen=True)
 class SearchSpace:

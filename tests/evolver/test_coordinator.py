@@ -216,3 +216,22 @@ def test_unreadable_start_weights_fail_the_campaign_with_the_reason(local_ray, t
     record = store.campaign(cid)
     assert record.status == "failed" and record.error.startswith("weights: ") and "bad.pt" in record.error
     assert store.trials(cid) == []
+
+
+@pytest.mark.parametrize("searcher", ["random", "tpe", "cmaes"])
+def test_other_searchers_breed_through_the_coordinator_and_repeat_with_their_seed(local_ray, tmp_path, searcher):
+    pytest.importorskip("optuna")
+
+    def campaign(folder):
+        folder.mkdir()
+        store, cid = make_campaign(folder, name=searcher, trainer="sleep", epochs=1, generations=3, population=2,
+                                   sync=True, cpu_workers=2, seed=3, searcher=searcher)
+        return store, cid, run(store, cid)
+
+    store, cid, outcome = campaign(tmp_path / "a")
+    assert outcome.status == "completed" and outcome.completed == 6
+    trials = store.trials(cid)
+    assert trials[0].hyp == CampaignSpec().base_hyp() and len({tuple(t.hyp.values()) for t in trials}) == 6
+    assert all(t.parents == () for t in trials)  # no GA parents
+    store_b, cid_b, _ = campaign(tmp_path / "b")
+    assert [t.hyp for t in store_b.trials(cid_b)] == [t.hyp for t in trials]

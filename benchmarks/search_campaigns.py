@@ -1,0 +1,181 @@
+"""The real campaigns of the search-efficiency benchmark, and the ledger they write.
+
+Every configuration fine-tunes the demo's start weights (`examples/synthetic-campaign.yaml`: 3
+epochs of yolov5n at 160 px on `synthetic-shifted`) until it has used the same budget of
+worker-seconds; each worker is one CPU core (torch 1 thread), so a worker-second is a core-second
+whichever configuration spends it. A campaign runs in its own process through the real
+coordinator on a private local Ray with as many CPUs as it has workers, and is cancelled through
+SQL (`evolver.lifecycle.cancel`) once its trials' wall time, summed, reaches the budget: trials
+still running then are cut there and count what they used. Every trial of every campaign goes into
+the ledger (JSON lines): configuration, seed, hyperparameters, status, per-epoch fitness and its
+start / end in seconds from the campaign's start.
+
+    python -m benchmarks.search_campaigns one --config async-ga --seed 0 --budget 600 --ledger L
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from evolver.campaign import CampaignSpec
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SPEC = REPO / "examples" / "synthetic-campaign.yaml"
+LEDGER = REPO / "benchmarks" / "results" / "search_ledger.jsonl"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    name: str
+    workers: int
+    spec: dict[str, Any] = field(default_factory=dict)  # over the demo's campaign
+
+
+MEDIAN = {"rule": "median", "min_epochs": 2, "min_trials": 3}
+CONFIGS = {c.name: c for c in (
+    SearchConfig("classic", 1, {"population": 1, "sync": True}),  # YOLOv5's --evolve loop
+    SearchConfig("async-ga", 2, {"population": 2}),
+    SearchConfig("async-ga-median", 2, {"population": 2, "early_stopping": MEDIAN}),
+    SearchConfig("random", 2, {"population": 2, "searcher": "random"}),
+    SearchConfig("tpe", 2, {"population": 2, "searcher": "tpe"}),
+    SearchConfig("cmaes", 2, {"population": 2, "searcher": "cmaes"}),
+)}
+
+
+def campaign_spec(config: SearchConfig, seed: int) -> CampaignSpec:
+    demo = CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict()
+    row = {**demo, **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
+           "cpu_workers": config.workers, "keep_top_k": 1, "exports": []}
+    return CampaignSpec.model_validate(row)
+
+
+def worker_seconds(trials, now: datetime) -> float:
+    """Wall time of every attempt's trial so far, summed (running ones up to `now`)."""
+    total = 0.0
+    for t in trials:
+        if t.started_at is not None:
+            total += ((t.ended_at or now) - t.started_at).total_seconds()
+    return max(total, 0.0)
+
+
+def _stop_at_budget(url: str, campaign_id: int, budget: float, done: threading.Event) -> None:
+    from evolver import lifecycle
+    from evolver.store import Store
+
+    with Store.open(url) as store:
+        while not done.wait(0.5):
+            if worker_seconds(store.trials(campaign_id), datetime.now(timezone.utc)) >= budget:
+                lifecycle.cancel(store, campaign_id)
+                return
+
+
+def run_one(config: SearchConfig, seed: int, budget: float, ledger: Path) -> None:
+    """One campaign to its budget; its trials appended to the ledger."""
+    import torch
+
+    from evolver import coordinator
+    from evolver.cluster import connect
+    from evolver.store import Store
+
+    torch.set_num_threads(1)
+    spec = campaign_spec(config, seed)
+    with tempfile.TemporaryDirectory(prefix="evolver-search-") as tmp:
+        url = Store.sqlite_url(Path(tmp) / "evolver.db")
+        with Store.open(url) as store:
+            campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(Path(tmp) / spec.name))
+            connect(num_cpus=config.workers)
+            done = threading.Event()
+            watcher = threading.Thread(target=_stop_at_budget, args=(url, campaign_id, budget, done), daemon=True)
+            watcher.start()
+            started = time.time()
+            outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(progress=False))
+            done.set()
+            rows = _ledger_rows(store, campaign_id, config, seed, budget)
+    with open(ledger, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    best = max((r["fitness"] for r in rows if r["fitness"] is not None), default=None)
+    print(f"{config.name} seed {seed}: {outcome.status}, {len(rows)} trials, best {best}, "
+          f"{time.time() - started:.0f} s wall", flush=True)
+
+
+def _ledger_rows(store, campaign_id: int, config: SearchConfig, seed: int, budget: float) -> list[dict]:
+    trials = store.trials(campaign_id)
+    origin = min((t.started_at for t in trials if t.started_at), default=None)
+    rows = []
+    for t in trials:
+        if t.started_at is None:
+            continue
+        rows.append({
+            "kind": "trial", "config": config.name, "workers": config.workers, "seed": seed, "budget": budget,
+            "number": t.number, "generation": t.generation, "status": t.status, "parents": list(t.parents),
+            "hyp": t.hyp, "fitness": t.fitness, "metrics": t.metrics, "training_seed": t.seed,
+            "epochs": [e.fitness for e in store.epochs(campaign_id, t.number)],
+            "start_s": (t.started_at - origin).total_seconds(),
+            "end_s": (t.ended_at - origin).total_seconds() if t.ended_at else None,
+        })
+    return rows
+
+
+def run_all(configs: list[str], seeds: list[int], budget: float, ledger: Path, cores: int) -> None:
+    """Every (config, seed) not yet in the ledger, `cores` workers at a time: seed by seed, a
+    1-worker campaign filling a core that a 2-worker one cannot use yet (first fit)."""
+    import subprocess
+    import sys
+
+    done = {(r["config"], r["seed"]) for r in read_ledger(ledger) if r["kind"] == "trial"}
+    queue = [(CONFIGS[c], s) for s in seeds for c in configs if (c, s) not in done]
+    running: list[tuple[subprocess.Popen, int]] = []
+    while queue or running:
+        running = [(p, w) for p, w in running if p.poll() is None]
+        free = cores - sum(w for _, w in running)
+        for job in list(queue):
+            config, seed = job
+            if config.workers <= free:
+                queue.remove(job)
+                free -= config.workers
+                command = [sys.executable, "-m", "benchmarks.search_campaigns", "one", "--config", config.name,
+                           "--seed", str(seed), "--budget", str(budget), "--ledger", str(ledger)]
+                print(f"starting {config.name} seed {seed}", flush=True)
+                running.append((subprocess.Popen(command, cwd=REPO), config.workers))
+        time.sleep(2)
+
+
+def read_ledger(ledger: Path) -> list[dict]:
+    if not ledger.exists():
+        return []
+    return [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("one", help="run one campaign to its budget")
+    one.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    one.add_argument("--seed", type=int, required=True)
+    one.add_argument("--budget", type=float, required=True, help="worker-seconds")
+    one.add_argument("--ledger", type=Path, default=LEDGER)
+    every = sub.add_parser("all", help="every configuration and seed missing from the ledger")
+    every.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
+    every.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    every.add_argument("--budget", type=float, default=600.0, help="worker-seconds per campaign")
+    every.add_argument("--ledger", type=Path, default=LEDGER)
+    every.add_argument("--cores", type=int, default=2, help="workers running at once")
+    args = parser.parse_args()
+    if args.command == "one":
+        run_one(CONFIGS[args.config], args.seed, args.budget, args.ledger)
+    else:
+        run_all(args.configs.split(","), [int(s) for s in args.seeds.split(",")], args.budget, args.ledger,
+                args.cores)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Random search over the same space as the GA: the baseline every searcher must beat.
+
+Trial 0 trains the base hyperparameters (as the GA's does); every later trial draws each free
+gene independently within its limits, uniformly, or log-uniformly for genes that span decades
+(`Gene.log_scale`). Fixed genes keep the campaign's value. Trial `number` draws only from
+`default_rng([seed, number])`, so a campaign repeats whatever order results arrive in, and
+nothing needs rebuilding after a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from evolver.searcher import Observation, Suggestion, training_seed
+from evolver.space import SearchSpace
+from yolo.hyp import Hyperparameters
+
+
+class RandomSearcher:
+    def __init__(self, space: SearchSpace, base_hyp: Mapping[str, float], seed: int) -> None:
+        if not any(gene.free for gene in space.genes):
+            raise ValueError("search space has no gene with gain > 0 and room between its limits")
+        self._space = space
+        self._base = Hyperparameters.from_dict(base_hyp).to_dict()
+        self._seed = int(seed)
+
+    def observe(self, observation: Observation) -> None:
+        """Random search learns nothing from results."""
+
+    def suggest(self, number: int) -> Suggestion:
+        rng = np.random.default_rng([self._seed, number])
+        seed = training_seed(rng)
+        if number == 0:
+            return Suggestion(dict(self._base), (), seed)
+        hyp = dict(self._base)
+        for gene in self._space.genes:
+            if not gene.free:
+                continue
+            if gene.log_scale:
+                hyp[gene.name] = float(np.exp(rng.uniform(np.log(gene.lower), np.log(gene.upper))))
+            else:
+                hyp[gene.name] = float(rng.uniform(gene.lower, gene.upper))
+        return Suggestion(hyp, (), seed)

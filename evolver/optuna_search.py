@@ -75,7 +75,9 @@ class OptunaSearcher:
         if self._study is None:
             optuna = _optuna()
             if self._kind == "tpe":
-                sampler = optuna.samplers.TPESampler(seed=self._seed)
+                # constant_liar: trials still training count as bad ones, so workers breeding at
+                # the same time do not all propose the same point (no effect with one worker).
+                sampler = optuna.samplers.TPESampler(seed=self._seed, constant_liar=True)
             elif self._stored:
                 sampler = optuna.samplers.CmaEsSampler(source_trials=list(self._stored), seed=self._seed)
             else:

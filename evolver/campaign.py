@@ -73,6 +73,9 @@ class CampaignSpec(BaseModel):
         "mutation_probability and sigma are the GA's")
     parent_selection: Literal["single", "weighted"] = "single"
     top_n: int = Field(5, ge=1, description="parents come from the best n finished trials")
+    parents_per_worker: float = Field(
+        0.0, ge=0.0, le=100.0, description="GA: parents come from the best max(top_n, ceil(this x workers)) "
+        "finished trials, a pool that grows with the cluster; 0 = YOLOv5's fixed top_n")
     mutation_probability: float = Field(0.9, gt=0.0, le=1.0)
     sigma: float = Field(0.2, gt=0.0, le=10.0, description="mutation scale (variance sigma^2)")
     fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
@@ -165,7 +168,8 @@ class CampaignSpec(BaseModel):
         from evolver.searcher import GeneticSearcher
 
         return GeneticSearcher(space, base, self.seed, parent_selection=self.parent_selection, top_n=self.top_n,
-                               mutation_probability=self.mutation_probability, sigma=self.sigma)
+                               mutation_probability=self.mutation_probability, sigma=self.sigma,
+                               parents_per_worker=self.parents_per_worker)
 
     def space(self) -> SearchSpace:
         return SearchSpace.default().with_overrides(self.search_space)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +28,7 @@ from evolver.campaign import CampaignSpec
 from evolver.lifecycle import Lease
 from evolver.tally import CampaignTally
 from evolver.progress import CampaignProgress
+from evolver.breeding import Breeding
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
 from evolver.searcher import Observation, Searcher
@@ -127,7 +128,7 @@ class Coordinator:
         self._busy: dict[ray.ObjectRef, _Busy] = {}
         self._locations: dict[str, ray.ObjectRef | WorkerLocation] = {}  # worker -> pending ref or location
         self.tally = CampaignTally(self.spec.population, self.total)  # rebuilt from SQL in _load
-        self._unobserved: defaultdict[int, list[TrialRecord]] = defaultdict(list)  # --sync: until closed
+        self.breeding = Breeding(self.searcher, self.tally, sync=self.spec.sync)
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
@@ -140,6 +141,7 @@ class Coordinator:
             self.searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
         trials = self.store.trials(self.campaign_id)
         self.tally = CampaignTally.rebuild(trials, self.spec.population, self.total)
+        self.breeding = Breeding(self.searcher, self.tally, sync=self.spec.sync)
         completed = [t for t in trials if t.status == "completed"]
         for trial in completed:
             self._observe(trial)
@@ -170,13 +172,8 @@ class Coordinator:
         return self.store.trial(self.campaign_id, trial.number)
 
     def _observe(self, trial: TrialRecord) -> None:
-        """A completed trial becomes a parent candidate: at once when asynchronous; with --sync
-        only when its generation closes, so generation g breeds from generations < g alone and
-        the children repeat exactly whatever order the trials of g finish in."""
-        if self.spec.sync and trial.generation not in self.tally.closed:
-            self._unobserved[trial.generation].append(trial)
-            return
-        self.searcher.observe(Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+        """A completed trial becomes a parent candidate (when: `Breeding.completed`)."""
+        self.breeding.completed(trial.generation, Observation(trial.number, trial.hyp, trial.fitness or 0.0))
 
     def _close_generation(self, generation: int, *, ask_sql: bool = False) -> None:
         """Close the generation in SQL once all its trials finished. SQL is asked only when the
@@ -184,9 +181,7 @@ class Coordinator:
         if generation in self.tally.closed or not (ask_sql or self.tally.may_be_complete(generation)):
             return
         if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
-            self.tally.closed.add(generation)
-            for trial in sorted(self._unobserved.pop(generation, []), key=lambda t: t.number):
-                self._observe(trial)
+            self.breeding.generation_closed(generation)
 
     # ----------------------------------------------------------------------------- workers
     def _sync_workers(self) -> None:
@@ -195,6 +190,7 @@ class Coordinator:
         for handle in self.pool.workers:
             if handle.name not in self._locations:
                 self._locations[handle.name] = handle.actor.location.remote()
+        self.breeding.workers_changed(len(self.pool.workers))
 
     def _idle_workers(self) -> list[WorkerHandle]:
         """Placed, live workers with nothing to do (a worker whose GPU is not there yet is not idle)."""
@@ -231,17 +227,12 @@ class Coordinator:
             trial = self._queue.popleft()
             self.store.start_trial(self.campaign_id, trial.number, trial.attempt, placement)
             return trial
-        number = self.tally.next_number
-        if self._cancelling or number >= self.total:
+        child = None if self._cancelling else self.breeding.next_child()
+        if child is None:
             return None
-        generation = self.tally.generation_of(number)
-        if self.spec.sync and not self.tally.earlier_generations_closed(generation):
-            return None  # --sync: the previous generation must be complete first
-        suggestion = self.searcher.suggest(number)
-        trial = self.store.add_trial(self.campaign_id, number, generation, suggestion.hyp,
-                                     suggestion.parents, suggestion.seed, running_on=placement)
-        self.tally.next_number = number + 1
-        return trial
+        suggestion = child.suggestion
+        return self.store.add_trial(self.campaign_id, child.number, child.generation, suggestion.hyp,
+                                    suggestion.parents, suggestion.seed, running_on=placement)
 
     def _dispatch(self) -> list[_Outgoing]:
         """Breed (or take from the queue) a trial for every idle worker and mark it running there

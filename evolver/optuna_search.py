@@ -106,6 +106,9 @@ class OptunaSearcher:
         self._asked[number] = trial
         return Suggestion({**self._base, **trial.params}, (), seed)
 
+    def workers_changed(self, workers: int) -> None:
+        """TPE's constant liar and CMA-ES's generations take trials in flight as they come."""
+
     def observe(self, observation: Observation) -> None:
         if not math.isfinite(observation.fitness):
             return  # a diverged run: left untold, as failed trials are

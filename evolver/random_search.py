@@ -29,6 +29,9 @@ class RandomSearcher:
     def observe(self, observation: Observation) -> None:
         """Random search learns nothing from results."""
 
+    def workers_changed(self, workers: int) -> None:
+        """Draws do not depend on how many run at once."""
+
     def suggest(self, number: int) -> Suggestion:
         rng = np.random.default_rng([self._seed, number])
         seed = training_seed(rng)

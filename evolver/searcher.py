@@ -56,6 +56,9 @@ class Searcher(Protocol):
 
     def observe(self, observation: Observation) -> None: ...
 
+    def workers_changed(self, workers: int) -> None:
+        """How many trials may run at once now (the coordinator's live workers)."""
+
 
 class GeneticSearcher:
     """YOLOv5's evolution: trial 0 trains the base; later trials mutate a parent bred from the
@@ -63,7 +66,7 @@ class GeneticSearcher:
 
     def __init__(self, space: SearchSpace, base_hyp: Mapping[str, float], seed: int,
                  parent_selection: str = "single", top_n: int = 5,
-                 mutation_probability: float = 0.9, sigma: float = 0.2) -> None:
+                 mutation_probability: float = 0.9, sigma: float = 0.2, parents_per_worker: float = 0.0) -> None:
         if space.names != tuple(Hyperparameters.keys()):
             raise ValueError("search space genes must be the 29 hyperparameters in table order")
         if parent_selection not in PARENT_METHODS:
@@ -72,6 +75,8 @@ class GeneticSearcher:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {top_n}")
+        if not 0.0 <= parents_per_worker <= 100.0:
+            raise ValueError(f"parents_per_worker must be in [0, 100], got {parents_per_worker}")
         if not 0.0 < mutation_probability <= 1.0:
             raise ValueError(f"mutation_probability must be in (0, 1], got {mutation_probability}")
         if not sigma > 0.0:
@@ -84,7 +89,9 @@ class GeneticSearcher:
         self._base_vector = space.vector(self._base)
         self._seed = int(seed)
         self._parent_selection = parent_selection
-        self._top_n = top_n
+        self._min_top_n = top_n
+        self._parents_per_worker = parents_per_worker
+        self._top_n = top_n  # the parent pool's size now: grows with the workers (parents_per_worker)
         self._probability = mutation_probability
         self._sigma = sigma
         self._observed: dict[int, tuple[np.ndarray, float]] = {}
@@ -92,6 +99,15 @@ class GeneticSearcher:
 
     def _best_numbers(self, candidates: Mapping[int, tuple[np.ndarray, float]]) -> list[int]:
         return heapq.nlargest(self._top_n, candidates, key=lambda n: (candidates[n][1], -n))
+
+    def workers_changed(self, workers: int) -> None:
+        """With `parents_per_worker` > 0 the parents come from the best
+        max(top_n, ceil(parents_per_worker * workers)) trials: with many trials in flight at once,
+        a pool of 5 breeds them all around the same few points (see the README's search figures)."""
+        top_n = max(self._min_top_n, math.ceil(self._parents_per_worker * max(1, workers)))
+        if top_n != self._top_n:
+            self._top_n = top_n
+            self._top = self._best_numbers(self._observed)
 
     def observe(self, observation: Observation) -> None:
         """Remember a parent candidate. Observing a number again replaces it (resume re-observes).

@@ -115,3 +115,26 @@ def test_bad_base_and_number_rejected():
     with pytest.raises(ValueError, match="gain"):
         GeneticSearcher(frozen, BASE, seed=0)
 
+
+
+def test_the_parent_pool_grows_with_the_workers_when_asked():
+    observations = _observations(40)
+    ranked = [o.number for o in sorted(observations, key=lambda o: -o.fitness)]
+
+    def parents_seen(searcher, workers: int) -> set[int]:
+        searcher.workers_changed(workers)
+        return {p for n in range(100, 400) for p in searcher.suggest(n).parents}
+
+    fixed = GeneticSearcher(SPACE, BASE, seed=2)
+    growing = GeneticSearcher(SPACE, BASE, seed=2, parents_per_worker=0.25)
+    for searcher in (fixed, growing):
+        for o in observations:
+            searcher.observe(o)
+    assert parents_seen(fixed, 64) <= set(ranked[:5])  # YOLOv5's pool whatever the cluster
+    assert parents_seen(growing, 64) <= set(ranked[:16]) and parents_seen(growing, 64) - set(ranked[:5])
+    assert parents_seen(growing, 8) <= set(ranked[:5])  # ceil(0.25 * 8) = 2 < top_n: the floor holds
+    weighted = GeneticSearcher(SPACE, BASE, seed=2, parent_selection="weighted", parents_per_worker=0.5)
+    for o in observations:
+        weighted.observe(o)
+    weighted.workers_changed(20)
+    assert set(weighted.suggest(100).parents) == set(ranked[:10])  # the weighted mean of the 10 best

@@ -1,0 +1,163 @@
+"""Campaigns at cluster scale, simulated: the real searchers and the coordinator's real breeding
+rules (`evolver.breeding.Breeding`, `evolver.pruning`), with trials scored by the surrogate fitted
+to the real trials of the ledger (`benchmarks/search_surrogate.py`) and timed like GPU trials.
+
+W simulated workers each run one trial at a time; a trial lasts a log-normal time around
+`--minutes` (spread `--spread`); a free worker breeds at once (asynchronous, as the coordinator
+does). Nothing sleeps: a clock jumps from one trial's end to the next.
+
+F is the best fitness one worker reaches after 300 trials (YOLOv5's `--evolve 300`), median over
+the seeds; T_W(F) the wall time W workers need to first record a fitness >= F (median over the
+seeds; a run that never gets there counts as infinite). Parallel efficiency at W workers is
+T_1(F) / (W * T_W(F)): 1.0 means W workers get there W times sooner.
+
+    python -m benchmarks.search_simulation [--seeds 20] [--workers 1,8,64,256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.search_campaigns import LEDGER, campaign_spec, SearchConfig
+from benchmarks.search_surrogate import FitnessSurrogate
+from evolver.breeding import Breeding
+from evolver.searcher import Observation
+from evolver.tally import CampaignTally
+
+REFERENCE_TRIALS = 300  # YOLOv5's --evolve 300
+
+
+@dataclass(frozen=True)
+class SimulatedSearch:
+    name: str
+    spec: dict  # over the demo campaign's spec
+
+
+SEARCHES = {s.name: s for s in (
+    SimulatedSearch("ga", {"searcher": "ga"}),  # YOLOv5's GA, exactly
+    SimulatedSearch("random", {"searcher": "random"}),
+    SimulatedSearch("tpe", {"searcher": "tpe"}),
+    SimulatedSearch("cmaes", {"searcher": "cmaes"}),
+)}
+
+
+@dataclass
+class Run:
+    """One simulated campaign: when each completed trial ended and what it scored, in order."""
+
+    ends: np.ndarray  # hours
+    fitness: np.ndarray
+
+    def best_after(self, trials: int) -> float:
+        return float(np.max(self.fitness[:trials]))
+
+    def time_to(self, target: float) -> float:
+        reached = np.nonzero(np.maximum.accumulate(self.fitness) >= target)[0]
+        return float(self.ends[reached[0]]) if len(reached) else math.inf
+
+
+def simulate(search: SimulatedSearch, workers: int, seed: int, trials: int, surrogate: FitnessSurrogate,
+             minutes: float, spread: float, stop_at: float = math.inf) -> Run:
+    """One campaign of up to `trials` trials; it ends early once a completed trial scores
+    `stop_at` or more (nothing later can change when it first got there)."""
+    spec = campaign_spec(SearchConfig(search.name, workers, {**search.spec, "population": workers}), seed)
+    breeding = Breeding(spec.build_searcher(), CampaignTally(workers, trials), sync=False)
+    breeding.workers_changed(workers)
+    rng = np.random.default_rng([seed, workers, 7])
+    clock, running, ends, scores = 0.0, [], [], []
+    while True:
+        while len(running) < workers:
+            child = breeding.next_child()
+            if child is None:
+                break
+            fitness, _ = surrogate.trial(child.suggestion.hyp, rng)
+            hours = minutes / 60 * math.exp(rng.normal(0.0, spread))
+            heapq.heappush(running, (clock + hours, child.number, child, fitness))
+        if not running:
+            break
+        clock, _, child, fitness = heapq.heappop(running)
+        ends.append(clock)
+        scores.append(fitness)
+        if fitness >= stop_at:
+            break
+        breeding.tally.next_number = max(breeding.tally.next_number, child.number + 1)
+        breeding.completed(child.generation, Observation(child.number, child.suggestion.hyp, fitness))
+    return Run(np.array(ends), np.array(scores))
+
+
+@dataclass(frozen=True)
+class Settings:
+    seeds: int = 20
+    trials: int = 1200  # cap per simulated campaign
+    minutes: float = 10.0  # median trial duration
+    spread: float = 0.25  # sd of the log duration
+
+
+def efficiency(search: SimulatedSearch, worker_counts: list[int], surrogate: FitnessSurrogate,
+               settings: Settings) -> dict:
+    """F, T_1(F), and per W: (T_W(F), efficiency, median best fitness after 300 trials)."""
+    def runs(workers: int, stop_at: float) -> list[Run]:
+        return [simulate(search, workers, seed, settings.trials, surrogate, settings.minutes, settings.spread,
+                         stop_at) for seed in range(settings.seeds)]
+
+    # One worker: 300 trials give F; the same runs (deterministic per seed) then go on until they reach it.
+    first_300 = [simulate(search, 1, seed, REFERENCE_TRIALS, surrogate, settings.minutes, settings.spread)
+                 for seed in range(settings.seeds)]
+    target = float(np.median([r.best_after(REFERENCE_TRIALS) for r in first_300]))
+    t1 = float(np.median([r.time_to(target) for r in runs(1, target)]))
+    row = {"F": target, "T1": t1}
+    for w in worker_counts:
+        tw = float(np.median([r.time_to(target) for r in runs(w, target)]))
+        row[w] = (tw, t1 / (w * tw) if math.isfinite(tw) and tw > 0 else 0.0)
+    return row
+
+
+def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int], settings: Settings) -> dict:
+    warnings.filterwarnings("ignore", module="sklearn")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    surrogate = FitnessSurrogate.fit(ledger)
+    print(surrogate.describe(ledger))
+    table = {}
+    for name in searches:
+        started = time.perf_counter()
+        table[name] = efficiency(SEARCHES[name], worker_counts, surrogate, settings)
+        print(f"  simulated {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"\n{settings.seeds} seeds per cell, trials of {settings.minutes:g} min (log-sd {settings.spread}); "
+          f"F = best fitness 1 worker reaches after {REFERENCE_TRIALS} trials (median over seeds); "
+          f"T_W = hours W workers need to reach F (median); efficiency = T_1 / (W T_W)")
+    print(f"{'searcher':10s} {'F':>7s} {'T1 h':>7s} " + " ".join(f"{f'T{w} h':>8s} {f'eff{w}':>6s}" for w in worker_counts))
+    for name, row in table.items():
+        cells = " ".join(f"{row[w][0]:8.2f} {row[w][1]:6.2f}" for w in worker_counts)
+        print(f"{name:10s} {row['F']:7.4f} {row['T1']:7.2f} {cells}")
+    if 64 in worker_counts:
+        best = max(table, key=lambda n: table[n][64][1])
+        ga = f"; YOLOv5's GA: {table['ga'][64][1]:.2f}" if "ga" in table and best != "ga" else ""
+        print(f"best at 64 workers: {best}{ga}")
+        print(f"parallel efficiency at 64 workers: {table[best][64][1]:.2f}")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ledger", type=Path, default=LEDGER)
+    parser.add_argument("--searches", default=",".join(SEARCHES))
+    parser.add_argument("--workers", default="1,8,64,256")
+    parser.add_argument("--seeds", type=int, default=Settings.seeds)
+    parser.add_argument("--trials", type=int, default=Settings.trials, help="trials per simulated campaign (cap)")
+    parser.add_argument("--minutes", type=float, default=Settings.minutes, help="median trial duration")
+    parser.add_argument("--spread", type=float, default=Settings.spread, help="sd of the log duration")
+    args = parser.parse_args()
+    print_efficiency(args.ledger, args.searches.split(","), [int(w) for w in args.workers.split(",")],
+                     Settings(args.seeds, args.trials, args.minutes, args.spread))
+
+
+if __name__ == "__main__":
+    main()

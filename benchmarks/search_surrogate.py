@@ -1,0 +1,107 @@
+"""A surrogate of the demo task's fitness, fitted to the real trials of the search ledger.
+
+`benchmarks/search_campaigns.py` records every real trial (hyperparameters, per-epoch fitness).
+This fits, over the genes the campaigns searched, a Gaussian process (scikit-learn: an ARD RBF
+kernel plus a white-noise term) to the final fitness of the completed trials: its mean is the
+fitness a hyperparameter vector "deserves", its white-noise level the spread between two runs of
+the same hyperparameters (seed noise). A simulated trial draws mean + noise, and its per-epoch
+curve from the real trials' mean fraction of the final fitness reached after each epoch (with
+their spread), so median stopping sees curves like real ones.
+
+Inputs are each gene's position between its limits (log position for `Gene.log_scale` genes), so
+every gene weighs the same before fitting. `describe()` prints the fit's cross-validated R^2:
+how much of the real variation between trials the surrogate explains.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evolver.campaign import CampaignSpec
+from evolver.space import SearchSpace
+
+
+def read_trials(ledger: Path) -> list[dict]:
+    rows = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "trial"]
+
+
+def unit_position(space: SearchSpace, hyp: dict[str, float]) -> np.ndarray:
+    """Each free gene's place between its limits, 0..1 (log scale where the gene is)."""
+    values = []
+    for gene in space.genes:
+        if not gene.free:
+            continue
+        x = float(hyp[gene.name])
+        if gene.log_scale:
+            x, lo, hi = np.log(max(x, gene.lower)), np.log(gene.lower), np.log(gene.upper)
+        else:
+            lo, hi = gene.lower, gene.upper
+        values.append(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
+    return np.array(values)
+
+
+@dataclass
+class FitnessSurrogate:
+    space: SearchSpace
+    model: object  # a fitted sklearn GaussianProcessRegressor
+    noise_sd: float  # seed noise of one trial's final fitness
+    epoch_fraction: np.ndarray  # mean share of the final fitness reached after each epoch
+    epoch_fraction_sd: np.ndarray
+    trials: int  # real trials fitted
+
+    @classmethod
+    def fit(cls, ledger: Path, space: SearchSpace | None = None) -> "FitnessSurrogate":
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        space = space or demo_space()
+        completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
+        if len(completed) < 20:
+            raise ValueError(f"{ledger}: {len(completed)} completed trials; the surrogate needs at least 20")
+        x = np.array([unit_position(space, t["hyp"]) for t in completed])
+        y = np.array([t["fitness"] for t in completed])
+        dims = x.shape[1]
+        kernel = (ConstantKernel(0.01, (1e-5, 1.0)) * RBF(np.full(dims, 0.5), (0.05, 100.0))
+                  + WhiteKernel(1e-3, (1e-6, 1e-1)))
+        model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=0)
+        model.fit(x, y)
+        noise_sd = float(np.sqrt(model.kernel_.k2.noise_level) * model._y_train_std)
+        curves = np.array([np.array(t["epochs"]) / t["fitness"] for t in completed
+                           if len(t["epochs"]) == len(completed[0]["epochs"]) and t["fitness"] > 0])
+        return cls(space, model, noise_sd, curves.mean(axis=0), curves.std(axis=0), len(completed))
+
+    def mean(self, hyp: dict[str, float]) -> float:
+        return float(self.model.predict(unit_position(self.space, hyp)[None, :])[0])
+
+    def trial(self, hyp: dict[str, float], rng: np.random.Generator) -> tuple[float, list[float]]:
+        """(final fitness, fitness after each epoch) of one simulated run of `hyp`."""
+        final = self.mean(hyp) + rng.normal(0.0, self.noise_sd)
+        shares = self.epoch_fraction + rng.normal(0.0, 1.0, self.epoch_fraction.shape) * self.epoch_fraction_sd
+        curve = [final * float(s) for s in shares[:-1]] + [final]
+        return final, curve
+
+    def describe(self, ledger: Path) -> str:
+        """The fit's quality: 5-fold cross-validated R^2 and the noise it found."""
+        from sklearn.base import clone
+        from sklearn.model_selection import cross_val_score
+
+        completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
+        x = np.array([unit_position(self.space, t["hyp"]) for t in completed])
+        y = np.array([t["fitness"] for t in completed])
+        fixed = clone(self.model).set_params(kernel=self.model.kernel_, optimizer=None)
+        r2 = cross_val_score(fixed, x, y, cv=5, scoring="r2")
+        return (f"surrogate: Gaussian process on {self.trials} real trials, {x.shape[1]} genes; cross-validated "
+                f"R^2 {r2.mean():.2f} +- {r2.std():.2f}; seed noise sd {self.noise_sd:.4f}; fitness range "
+                f"{y.min():.3f}..{y.max():.3f}; epoch shares {np.round(self.epoch_fraction, 2).tolist()}")
+
+
+def demo_space() -> SearchSpace:
+    """The space the real campaigns searched (the demo campaign's)."""
+    from benchmarks.search_campaigns import DEMO_SPEC
+
+    return CampaignSpec.from_yaml(DEMO_SPEC).space()

@@ -21,6 +21,7 @@ import heapq
 import math
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,7 @@ class Settings:
     trials: int = 1200  # cap per simulated campaign
     minutes: float = 10.0  # median trial duration
     spread: float = 0.25  # sd of the log duration
+    jobs: int = 2  # processes
 
 
 def efficiency(search: SimulatedSearch, worker_counts: list[int], surrogate: FitnessSurrogate,
@@ -126,10 +128,13 @@ def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int]
     surrogate = FitnessSurrogate.fit(ledger)
     print(surrogate.describe(ledger))
     table = {}
-    for name in searches:
-        started = time.perf_counter()
-        table[name] = efficiency(SEARCHES[name], worker_counts, surrogate, settings)
-        print(f"  simulated {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(settings.jobs) as pool:  # one searcher per process
+        futures = {name: pool.submit(efficiency, SEARCHES[name], worker_counts, surrogate, settings)
+                   for name in searches}
+        for name, future in futures.items():
+            table[name] = future.result()
+            print(f"  simulated {name}: done after {time.perf_counter() - started:.0f} s", flush=True)
     print(f"\n{settings.seeds} seeds per cell, trials of {settings.minutes:g} min (log-sd {settings.spread}); "
           f"F = best fitness 1 worker reaches after {REFERENCE_TRIALS} trials (median over seeds); "
           f"T_W = hours W workers need to reach F (median); efficiency = T_1 / (W T_W)")
@@ -154,9 +159,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=Settings.trials, help="trials per simulated campaign (cap)")
     parser.add_argument("--minutes", type=float, default=Settings.minutes, help="median trial duration")
     parser.add_argument("--spread", type=float, default=Settings.spread, help="sd of the log duration")
+    parser.add_argument("--jobs", type=int, default=Settings.jobs, help="processes (one searcher each)")
     args = parser.parse_args()
     print_efficiency(args.ledger, args.searches.split(","), [int(w) for w in args.workers.split(",")],
-                     Settings(args.seeds, args.trials, args.minutes, args.spread))
+                     Settings(args.seeds, args.trials, args.minutes, args.spread, args.jobs))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
 SAMPLERS = ("tpe", "cmaes")
+WARM_START_TRIALS = 10  # Optuna's warm start takes the best 10 % of its source trials: at least one
 
 
 def _optuna():
@@ -70,20 +71,26 @@ class OptunaSearcher:
     def study(self):
         """The Optuna study, made on first use: TPE from everything observed so far; CMA-ES
         starting at the base hyperparameters, or — when trials were stored before (a resumed
-        campaign) — warm-started from them (Optuna's `source_trials`), since the state of a
-        CMA-ES run cannot be rebuilt from its trials alone."""
+        campaign) — warm-started from them (Optuna's `source_trials`; from the best of them while
+        fewer than 10 are stored), since the state of a CMA-ES run cannot be rebuilt from its
+        trials alone."""
         if self._study is None:
             optuna = _optuna()
+            # A resumed campaign's sampler must not replay the random stream that bred its first
+            # trials (TPE's first 10 are random draws): its seed also counts the stored trials.
+            seed = self._seed if not self._stored else int(
+                np.random.default_rng([self._seed, len(self._stored)]).integers(2**31))
             if self._kind == "tpe":
                 # constant_liar: trials still training count as bad ones, so workers breeding at
                 # the same time do not all propose the same point (no effect with one worker).
-                sampler = optuna.samplers.TPESampler(seed=self._seed, constant_liar=True)
-            elif self._stored:
-                sampler = optuna.samplers.CmaEsSampler(source_trials=list(self._stored), seed=self._seed)
-            else:
+                sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+            elif len(self._stored) >= WARM_START_TRIALS:
+                sampler = optuna.samplers.CmaEsSampler(source_trials=list(self._stored), seed=seed)
+            else:  # from the base, or from the best stored trial while too few are stored to warm-start
+                start = max(self._stored, key=lambda t: t.value).params if self._stored else self._base
                 with warnings.catch_warnings():  # x0: deprecated since Optuna 4.9, removed in 6 (hence <6)
                     warnings.simplefilter("ignore", FutureWarning)
-                    sampler = optuna.samplers.CmaEsSampler(x0=self._within_limits(self._base), seed=self._seed)
+                    sampler = optuna.samplers.CmaEsSampler(x0=self._within_limits(start), seed=seed)
             self._study = optuna.create_study(direction="maximize", sampler=sampler)
             for trial in self._stored:
                 self._study.add_trial(trial)

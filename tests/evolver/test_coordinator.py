@@ -235,3 +235,27 @@ def test_other_searchers_breed_through_the_coordinator_and_repeat_with_their_see
     assert all(t.parents == () for t in trials)  # no GA parents
     store_b, cid_b, _ = campaign(tmp_path / "b")
     assert [t.hyp for t in store_b.trials(cid_b)] == [t.hyp for t in trials]
+
+
+def test_a_tpe_campaign_resumed_after_a_cancel_rebuilds_its_study_from_sql(local_ray, tmp_path):
+    pytest.importorskip("optuna")
+    store, cid = make_campaign(tmp_path, name="tpe-resume", trainer="sleep", epochs=1, generations=12, population=1,
+                               cpu_workers=2, searcher="tpe")
+
+    def cancel_after_four():
+        while len(store.trials(cid, statuses=("completed",))) < 4:
+            time.sleep(0.05)
+        lifecycle.cancel(Store.open(Store.sqlite_url(tmp_path / "evolver.db")), cid)
+
+    thread = threading.Thread(target=cancel_after_four)
+    thread.start()
+    run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=0.3, max_seconds=0.5), cpu_workers=2))
+    thread.join()
+    before = {t.number: t.hyp for t in store.trials(cid) if t.status == "completed"}
+    assert store.campaign(cid).status == "cancelled" and len(before) >= 4
+    lifecycle.reopen(store, cid)
+    outcome = run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=0.05, max_seconds=0.1), cpu_workers=2))
+    trials = store.trials(cid)
+    assert outcome.status == "completed" and [t.status for t in trials] == ["completed"] * 12
+    assert all(trials[n].hyp == hyp for n, hyp in before.items())  # finished trials are kept as they were
+    assert len({tuple(t.hyp.values()) for t in trials}) == 12  # the rebuilt study went on, not over

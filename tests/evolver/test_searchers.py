@@ -108,3 +108,13 @@ def test_imported_parents_and_diverged_runs():
     suggestion = searcher.suggest(1)
     searcher.observe(Observation(1, suggestion.hyp, float("nan")))  # diverged: never told
     assert [t.state.name for t in searcher.study.trials] == ["COMPLETE", "RUNNING"]
+
+
+@pytest.mark.parametrize("kind", ("tpe", "cmaes"))
+def test_a_rebuilt_searcher_does_not_replay_the_draws_that_bred_the_stored_trials(kind):
+    stored = _campaign(_searcher(kind), 5)  # TPE is still drawing at random this early
+    rebuilt = _searcher(kind)
+    for number, (hyp, _, fitness) in enumerate(stored):
+        rebuilt.observe(Observation(number, hyp, fitness))
+    seen = {tuple(hyp.values()) for hyp, _, _ in stored}
+    assert not seen & {tuple(rebuilt.suggest(n).hyp.values()) for n in range(5, 10)}

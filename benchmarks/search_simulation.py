@@ -44,6 +44,9 @@ class SimulatedSearch:
 
 SEARCHES = {s.name: s for s in (
     SimulatedSearch("ga", {"searcher": "ga"}),  # YOLOv5's GA, exactly
+    # The option for large clusters: parents from the best max(5, W / 4) trials.
+    SimulatedSearch("ga-pool", {"searcher": "ga", "parents_per_worker": 0.25}),
+    SimulatedSearch("ga-pool-weighted", {"searcher": "ga", "parents_per_worker": 0.25, "parent_selection": "weighted"}),
     SimulatedSearch("random", {"searcher": "random"}),
     SimulatedSearch("tpe", {"searcher": "tpe"}),
     SimulatedSearch("cmaes", {"searcher": "cmaes"}),

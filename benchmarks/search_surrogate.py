@@ -1,10 +1,10 @@
 """A surrogate of the demo task's fitness, fitted to the real trials of the search ledger.
 
 `benchmarks/search_campaigns.py` records every real trial (hyperparameters, per-epoch fitness).
-This fits, over the genes the campaigns searched, a Gaussian process (scikit-learn: an ARD RBF
+This fits, over the genes the campaigns searched, a Gaussian process (scikit-learn: a Matern
 kernel plus a white-noise term) to the final fitness of the completed trials: its mean is the
 fitness a hyperparameter vector "deserves", its white-noise level the spread between two runs of
-the same hyperparameters (seed noise). A simulated trial draws mean + noise, and its per-epoch
+the same hyperparameters (seed noise, plus what the model cannot explain). A simulated trial draws mean + noise, and its per-epoch
 curve from the real trials' mean fraction of the final fitness reached after each epoch (with
 their spread), so median stopping sees curves like real ones.
 
@@ -57,7 +57,7 @@ class FitnessSurrogate:
     @classmethod
     def fit(cls, ledger: Path, space: SearchSpace | None = None) -> "FitnessSurrogate":
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
         space = space or demo_space()
         completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
@@ -65,9 +65,9 @@ class FitnessSurrogate:
             raise ValueError(f"{ledger}: {len(completed)} completed trials; the surrogate needs at least 20")
         x = np.array([unit_position(space, t["hyp"]) for t in completed])
         y = np.array([t["fitness"] for t in completed])
-        dims = x.shape[1]
-        kernel = (ConstantKernel(0.01, (1e-5, 1.0)) * RBF(np.full(dims, 0.5), (0.05, 100.0))
-                  + WhiteKernel(1e-3, (1e-6, 1e-1)))
+        # One length scale for all genes: a length scale per gene (ARD) fitted a few hundred trials
+        # worse in cross-validation (R^2 0.81 against 0.87 on 126 trials) and extrapolated upwards.
+        kernel = ConstantKernel(1.0, (1e-3, 1e2)) * Matern(0.5, (0.05, 10.0), nu=2.5) + WhiteKernel(1e-2, (1e-6, 1.0))
         model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=0)
         model.fit(x, y)
         noise_sd = float(np.sqrt(model.kernel_.k2.noise_level) * model._y_train_std)
@@ -88,16 +88,22 @@ class FitnessSurrogate:
     def describe(self, ledger: Path) -> str:
         """The fit's quality: 5-fold cross-validated R^2 and the noise it found."""
         from sklearn.base import clone
-        from sklearn.model_selection import cross_val_score
+        from sklearn.model_selection import KFold, cross_val_predict
 
         completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
         x = np.array([unit_position(self.space, t["hyp"]) for t in completed])
         y = np.array([t["fitness"] for t in completed])
         fixed = clone(self.model).set_params(kernel=self.model.kernel_, optimizer=None)
-        r2 = cross_val_score(fixed, x, y, cv=5, scoring="r2")
-        return (f"surrogate: Gaussian process on {self.trials} real trials, {x.shape[1]} genes; cross-validated "
-                f"R^2 {r2.mean():.2f} +- {r2.std():.2f}; seed noise sd {self.noise_sd:.4f}; fitness range "
-                f"{y.min():.3f}..{y.max():.3f}; epoch shares {np.round(self.epoch_fraction, 2).tolist()}")
+        predicted = cross_val_predict(fixed, x, y, cv=KFold(5, shuffle=True, random_state=0))
+        better = y >= np.median(y)  # where searches spend their time once they learn
+
+        def r2(mask: np.ndarray) -> float:
+            return float(1 - np.sum((predicted[mask] - y[mask]) ** 2) / np.sum((y[mask] - y[mask].mean()) ** 2))
+
+        return (f"surrogate: Gaussian process on {self.trials} real trials, {x.shape[1]} genes; 5-fold "
+                f"cross-validated R^2 {r2(np.ones_like(better)):.2f} (better half of the trials: "
+                f"{r2(better):.2f}); seed noise sd {self.noise_sd:.4f}; fitness {y.min():.3f}..{y.max():.3f}; "
+                f"share of the final fitness after each epoch {np.round(self.epoch_fraction, 2).tolist()}")
 
 
 def demo_space() -> SearchSpace:

@@ -41,6 +41,8 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks.api_load
 	$(PY) -m benchmarks.export_speed
 	$(PY) -m benchmarks.demo_campaign
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m benchmarks.search_efficiency   # report + simulation from the committed ledger; `all` reruns the campaigns
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -116,7 +116,6 @@ class Coordinator:
         self.name = record.name
         self.spec = CampaignSpec.model_validate(record.spec)
         self.run_dir = Path(record.run_dir)
-        self.searcher: Searcher = self.spec.build_searcher()
         es = self.spec.early_stopping
         self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
         self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)
@@ -128,7 +127,7 @@ class Coordinator:
         self._busy: dict[ray.ObjectRef, _Busy] = {}
         self._locations: dict[str, ray.ObjectRef | WorkerLocation] = {}  # worker -> pending ref or location
         self.tally = CampaignTally(self.spec.population, self.total)  # rebuilt from SQL in _load
-        self.breeding = Breeding(self.searcher, self.tally, sync=self.spec.sync)
+        self.breeding: Breeding | None = None  # the searcher and its rules, made in _load
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
@@ -137,11 +136,14 @@ class Coordinator:
     # ----------------------------------------------------------------------------- state
     def _load(self) -> None:
         """Rebuild everything from SQL: the GA's observations, the queue, the counts, the files."""
+        # Built here, not in __init__, so a searcher that cannot be made (Optuna missing) fails
+        # the campaign with that reason instead of leaving it queued.
+        searcher: Searcher = self.spec.build_searcher()
         for parent in self.store.imported_parents(self.campaign_id):
-            self.searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
+            searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
         trials = self.store.trials(self.campaign_id)
         self.tally = CampaignTally.rebuild(trials, self.spec.population, self.total)
-        self.breeding = Breeding(self.searcher, self.tally, sync=self.spec.sync)
+        self.breeding = Breeding(searcher, self.tally, sync=self.spec.sync)
         completed = [t for t in trials if t.status == "completed"]
         for trial in completed:
             self._observe(trial)

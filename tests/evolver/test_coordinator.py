@@ -4,6 +4,7 @@ sync mode waits for generations, pruning and failures are recorded, cancel stops
 from __future__ import annotations
 
 import csv
+import sys
 import threading
 import time
 
@@ -259,3 +260,13 @@ def test_a_tpe_campaign_resumed_after_a_cancel_rebuilds_its_study_from_sql(local
     assert outcome.status == "completed" and [t.status for t in trials] == ["completed"] * 12
     assert all(trials[n].hyp == hyp for n, hyp in before.items())  # finished trials are kept as they were
     assert len({tuple(t.hyp.values()) for t in trials}) == 12  # the rebuilt study went on, not over
+
+
+def test_a_searcher_that_cannot_be_made_fails_the_campaign_with_the_reason(local_ray, tmp_path, monkeypatch):
+    store, cid = make_campaign(tmp_path, name="no-optuna", trainer="sleep", generations=2, searcher="tpe")
+    monkeypatch.setitem(sys.modules, "optuna", None)  # this environment without the optional extra
+    with pytest.raises(ImportError, match="needs Optuna"):
+        run(store, cid)
+    record = store.campaign(cid)
+    assert record.status == "failed" and "pip install 'evolver[optuna]'" in record.error and record.holder is None
+    assert store.trials(cid) == []

@@ -99,30 +99,47 @@ def simulate(search: SimulatedSearch, workers: int, seed: int, trials: int, surr
 
 @dataclass(frozen=True)
 class Settings:
-    seeds: int = 20
+    seeds: int = 21  # odd: each median is one run
     trials: int = 1200  # cap per simulated campaign
     minutes: float = 10.0  # median trial duration
     spread: float = 0.25  # sd of the log duration
     jobs: int = 2  # processes
 
 
-def efficiency(search: SimulatedSearch, worker_counts: list[int], surrogate: FitnessSurrogate,
-               settings: Settings) -> dict:
-    """F, T_1(F), and per W: (T_W(F), efficiency, median best fitness after 300 trials)."""
-    def runs(workers: int, stop_at: float) -> list[Run]:
-        return [simulate(search, workers, seed, settings.trials, surrogate, settings.minutes, settings.spread,
-                         stop_at) for seed in range(settings.seeds)]
+def _cell(runs: list[Run], index: int, seeds: int) -> list[Run]:
+    """The runs of the index-th cell (tasks are listed cell by cell, seeds inside)."""
+    return runs[index * seeds:(index + 1) * seeds]
 
-    # One worker: 300 trials give F; the same runs (deterministic per seed) then go on until they reach it.
-    first_300 = [simulate(search, 1, seed, REFERENCE_TRIALS, surrogate, settings.minutes, settings.spread)
-                 for seed in range(settings.seeds)]
-    target = float(np.median([r.best_after(REFERENCE_TRIALS) for r in first_300]))
-    t1 = float(np.median([r.time_to(target) for r in runs(1, target)]))
-    row = {"F": target, "T1": t1}
-    for w in worker_counts:
-        tw = float(np.median([r.time_to(target) for r in runs(w, target)]))
-        row[w] = (tw, t1 / (w * tw) if math.isfinite(tw) and tw > 0 else 0.0)
-    return row
+
+def _run(task: tuple) -> Run:
+    search, workers, seed, trials, surrogate, settings, stop_at = task
+    return simulate(search, workers, seed, trials, surrogate, settings.minutes, settings.spread, stop_at)
+
+
+def efficiency(searches: list[str], worker_counts: list[int], surrogate: FitnessSurrogate,
+               settings: Settings) -> dict[str, dict]:
+    """Per searcher: F, T_1(F) and, per W, (T_W(F), efficiency). Every simulated campaign is one
+    task for a pool of `settings.jobs` processes."""
+    seeds = range(settings.seeds)
+    with ProcessPoolExecutor(settings.jobs) as pool:
+        # One worker, 300 trials: F. The same runs (deterministic per seed) then go on until they reach it.
+        first = list(pool.map(_run, [(SEARCHES[n], 1, seed, REFERENCE_TRIALS, surrogate, settings, math.inf)
+                                     for n in searches for seed in seeds]))
+        targets = {n: float(np.median([r.best_after(REFERENCE_TRIALS) for r in _cell(first, k, settings.seeds)]))
+                   for k, n in enumerate(searches)}
+        cells = [(n, w) for n in searches for w in sorted(set(worker_counts) | {1})]
+        tasks = [(SEARCHES[n], w, seed, settings.trials, surrogate, settings, targets[n]) for n, w in cells for seed in seeds]
+        runs = list(pool.map(_run, tasks))
+    times = {cell: float(np.median([r.time_to(targets[cell[0]]) for r in _cell(runs, k, settings.seeds)]))
+             for k, cell in enumerate(cells)}
+    table = {}
+    for n in searches:
+        t1 = times[(n, 1)]
+        table[n] = {"F": targets[n], "T1": t1}
+        for w in worker_counts:
+            tw = times[(n, w)]
+            table[n][w] = (tw, t1 / (w * tw) if math.isfinite(t1) and tw > 0 else math.nan)
+    return table
 
 
 def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int], settings: Settings) -> dict:
@@ -130,23 +147,19 @@ def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int]
     warnings.filterwarnings("ignore", category=FutureWarning)
     surrogate = FitnessSurrogate.fit(ledger)
     print(surrogate.describe(ledger))
-    table = {}
     started = time.perf_counter()
-    with ProcessPoolExecutor(settings.jobs) as pool:  # one searcher per process
-        futures = {name: pool.submit(efficiency, SEARCHES[name], worker_counts, surrogate, settings)
-                   for name in searches}
-        for name, future in futures.items():
-            table[name] = future.result()
-            print(f"  simulated {name}: done after {time.perf_counter() - started:.0f} s", flush=True)
-    print(f"\n{settings.seeds} seeds per cell, trials of {settings.minutes:g} min (log-sd {settings.spread}); "
-          f"F = best fitness 1 worker reaches after {REFERENCE_TRIALS} trials (median over seeds); "
-          f"T_W = hours W workers need to reach F (median); efficiency = T_1 / (W T_W)")
-    print(f"{'searcher':10s} {'F':>7s} {'T1 h':>7s} " + " ".join(f"{f'T{w} h':>8s} {f'eff{w}':>6s}" for w in worker_counts))
+    table = efficiency(searches, worker_counts, surrogate, settings)
+    print(f"simulated {len(searches)} searchers x {len(set(worker_counts) | {1})} worker counts x {settings.seeds} "
+          f"seeds in {time.perf_counter() - started:.0f} s")
+    print(f"\n{settings.seeds} seeds per cell, trials of {settings.minutes:g} min (log-sd {settings.spread}), at most "
+          f"{settings.trials} per campaign; F = best fitness 1 worker reaches after {REFERENCE_TRIALS} trials (median "
+          f"over seeds); T_W = hours W workers need to reach F (median); efficiency = T_1 / (W T_W)")
+    print(f"{'searcher':17s} {'F':>7s} {'T1 h':>7s} " + " ".join(f"{f'T{w} h':>8s} {f'eff{w}':>6s}" for w in worker_counts))
     for name, row in table.items():
         cells = " ".join(f"{row[w][0]:8.2f} {row[w][1]:6.2f}" for w in worker_counts)
-        print(f"{name:10s} {row['F']:7.4f} {row['T1']:7.2f} {cells}")
+        print(f"{name:17s} {row['F']:7.4f} {row['T1']:7.2f} {cells}")
     if 64 in worker_counts:
-        best = max(table, key=lambda n: table[n][64][1])
+        best = max(table, key=lambda n: -1.0 if math.isnan(table[n][64][1]) else table[n][64][1])
         ga = f"; YOLOv5's GA: {table['ga'][64][1]:.2f}" if "ga" in table and best != "ga" else ""
         print(f"best at 64 workers: {best}{ga}")
         print(f"parallel efficiency at 64 workers: {table[best][64][1]:.2f}")

@@ -92,7 +92,6 @@ def simulate(search: SimulatedSearch, workers: int, seed: int, trials: int, surr
         scores.append(fitness)
         if fitness >= stop_at:
             break
-        breeding.tally.next_number = max(breeding.tally.next_number, child.number + 1)
         breeding.completed(child.generation, Observation(child.number, child.suggestion.hyp, fitness))
     return Run(np.array(ends), np.array(scores))
 
@@ -146,7 +145,7 @@ def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int]
     warnings.filterwarnings("ignore", module="sklearn")
     warnings.filterwarnings("ignore", category=FutureWarning)
     surrogate = FitnessSurrogate.fit(ledger)
-    print(surrogate.describe(ledger))
+    print(surrogate.describe())
     started = time.perf_counter()
     table = efficiency(searches, worker_counts, surrogate, settings)
     print(f"simulated {len(searches)} searchers x {len(set(worker_counts) | {1})} worker counts x {settings.seeds} "

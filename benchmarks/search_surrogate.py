@@ -4,9 +4,9 @@
 This fits, over the genes the campaigns searched, a Gaussian process (scikit-learn: a Matern
 kernel plus a white-noise term) to the final fitness of the completed trials: its mean is the
 fitness a hyperparameter vector "deserves", its white-noise level the spread between two runs of
-the same hyperparameters (seed noise, plus what the model cannot explain). A simulated trial draws mean + noise, and its per-epoch
-curve from the real trials' mean fraction of the final fitness reached after each epoch (with
-their spread), so median stopping sees curves like real ones.
+the same hyperparameters (seed noise, plus what the model cannot explain). A simulated trial
+draws mean + noise, and its per-epoch curve from the real trials' mean fraction of the final fitness reached after each epoch (with
+their spread); the simulation uses the final fitness only (it runs no median stopping).
 
 Inputs are each gene's position between its limits (log position for `Gene.log_scale` genes), so
 every gene weighs the same before fitting. `describe()` prints the fit's cross-validated R^2:
@@ -15,19 +15,19 @@ how much of the real variation between trials the surrogate explains.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.search_campaigns import read_ledger
 from evolver.campaign import CampaignSpec
 from evolver.space import SearchSpace
 
 
-def read_trials(ledger: Path) -> list[dict]:
-    rows = [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r.get("kind") == "trial"]
+def completed_trials(ledger: Path) -> list[dict]:
+    return [r for r in read_ledger(ledger)
+            if r["kind"] == "trial" and r["status"] == "completed" and r["fitness"] is not None]
 
 
 def unit_position(space: SearchSpace, hyp: dict[str, float]) -> np.ndarray:
@@ -52,7 +52,8 @@ class FitnessSurrogate:
     noise_sd: float  # seed noise of one trial's final fitness
     epoch_fraction: np.ndarray  # mean share of the final fitness reached after each epoch
     epoch_fraction_sd: np.ndarray
-    trials: int  # real trials fitted
+    x: np.ndarray  # the real trials fitted: unit positions
+    y: np.ndarray  # and final fitness
 
     @classmethod
     def fit(cls, ledger: Path, space: SearchSpace | None = None) -> "FitnessSurrogate":
@@ -60,7 +61,7 @@ class FitnessSurrogate:
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
         space = space or demo_space()
-        completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
+        completed = completed_trials(ledger)
         if len(completed) < 20:
             raise ValueError(f"{ledger}: {len(completed)} completed trials; the surrogate needs at least 20")
         x = np.array([unit_position(space, t["hyp"]) for t in completed])
@@ -73,7 +74,7 @@ class FitnessSurrogate:
         noise_sd = float(np.sqrt(model.kernel_.k2.noise_level) * model._y_train_std)
         curves = np.array([np.array(t["epochs"]) / t["fitness"] for t in completed
                            if len(t["epochs"]) == len(completed[0]["epochs"]) and t["fitness"] > 0])
-        return cls(space, model, noise_sd, curves.mean(axis=0), curves.std(axis=0), len(completed))
+        return cls(space, model, noise_sd, curves.mean(axis=0), curves.std(axis=0), x, y)
 
     def mean(self, hyp: dict[str, float]) -> float:
         return float(self.model.predict(unit_position(self.space, hyp)[None, :])[0])
@@ -85,14 +86,12 @@ class FitnessSurrogate:
         curve = [final * float(s) for s in shares[:-1]] + [final]
         return final, curve
 
-    def describe(self, ledger: Path) -> str:
+    def describe(self) -> str:
         """The fit's quality: 5-fold cross-validated R^2 and the noise it found."""
         from sklearn.base import clone
         from sklearn.model_selection import KFold, cross_val_predict
 
-        completed = [t for t in read_trials(ledger) if t["status"] == "completed" and t["fitness"] is not None]
-        x = np.array([unit_position(self.space, t["hyp"]) for t in completed])
-        y = np.array([t["fitness"] for t in completed])
+        x, y = self.x, self.y
         fixed = clone(self.model).set_params(kernel=self.model.kernel_, optimizer=None)
         predicted = cross_val_predict(fixed, x, y, cv=KFold(5, shuffle=True, random_state=0))
         better = y >= np.median(y)  # where searches spend their time once they learn
@@ -100,7 +99,7 @@ class FitnessSurrogate:
         def r2(mask: np.ndarray) -> float:
             return float(1 - np.sum((predicted[mask] - y[mask]) ** 2) / np.sum((y[mask] - y[mask].mean()) ** 2))
 
-        return (f"surrogate: Gaussian process on {self.trials} real trials, {x.shape[1]} genes; 5-fold "
+        return (f"surrogate: Gaussian process on {len(y)} real trials, {x.shape[1]} genes; 5-fold "
                 f"cross-validated R^2 {r2(np.ones_like(better)):.2f} (better half of the trials: "
                 f"{r2(better):.2f}); seed noise sd {self.noise_sd:.4f}; fitness {y.min():.3f}..{y.max():.3f}; "
                 f"share of the final fitness after each epoch {np.round(self.epoch_fraction, 2).tolist()}")

@@ -40,13 +40,36 @@ class SearchConfig:
 
 
 MEDIAN = {"rule": "median", "min_epochs": 2, "min_trials": 3}
+MEDIAN_FROM_FIRST_EPOCH = {**MEDIAN, "min_epochs": 1}  # the most a 3-epoch trial can save
 CONFIGS = {c.name: c for c in (
     SearchConfig("classic", 1, {"population": 1, "sync": True}),  # YOLOv5's --evolve loop
     SearchConfig("async-ga", 2, {"population": 2}),
     SearchConfig("async-ga-median", 2, {"population": 2, "early_stopping": MEDIAN}),
+    SearchConfig("async-ga-median-1", 2, {"population": 2, "early_stopping": MEDIAN_FROM_FIRST_EPOCH}),
     SearchConfig("random", 2, {"population": 2, "searcher": "random"}),
     SearchConfig("tpe", 2, {"population": 2, "searcher": "tpe"}),
     SearchConfig("cmaes", 2, {"population": 2, "searcher": "cmaes"}),
+)}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Campaigns compared with one another: run on the same day, so on the same machine (this kind
+    of machine is a Xeon some days and an EPYC others, 1.5-2x apart), into one ledger."""
+
+    name: str
+    configs: tuple[str, ...]
+    ledger: Path
+    plot: Path  # best fitness against worker-seconds
+
+
+EXPERIMENTS = {e.name: e for e in (
+    # Every searcher at equal worker-seconds (2026-12-02, morning).
+    Experiment("search", ("classic", "async-ga", "async-ga-median", "random", "tpe", "cmaes"), LEDGER,
+               LEDGER.with_name("search_efficiency.png")),
+    # Early stopping judged from epoch 2 and from epoch 1, against same-day baselines (2026-12-02, afternoon).
+    Experiment("stopping", ("classic", "async-ga", "async-ga-median", "async-ga-median-1"),
+               LEDGER.with_name("stopping_ledger.jsonl"), LEDGER.with_name("stopping_efficiency.png")),
 )}
 
 

@@ -58,14 +58,14 @@ def report(ledger: Path, plot: Path | None) -> dict:
     curves = {c: {s: best_curve(t) for s, t in seeds.items()} for c, seeds in grouped.items()}
     print(f"\nreal campaigns: demo fine-tune task, budget {budget:.0f} worker-seconds each (1 worker = 1 core)")
     header = " ".join(f"{f'best@{int(f * 100)}%':>15s}" for f in FRACTIONS)
-    print(f"{'config':16s} {'seeds':>5s} {'trials':>7s} {'pruned':>6s} {header}")
+    print(f"{'config':18s} {'seeds':>5s} {'trials':>7s} {'pruned':>6s} {header}")
     for config, seeds in grouped.items():
         trials = [t for ts in seeds.values() for t in ts]
         cells = []
         for f in FRACTIONS:
             m, se = mean_se(best_at(curves[config][s], f * budget) for s in seeds)
             cells.append(f"{m:8.4f}+-{se:.4f}")
-        print(f"{config:16s} {len(seeds):5d} {len(trials) / len(seeds):7.1f} "
+        print(f"{config:18s} {len(seeds):5d} {len(trials) / len(seeds):7.1f} "
               f"{sum(t['status'] == 'pruned' for t in trials) / len(seeds):6.1f} {' '.join(cells)}")
     figures: dict = {}
     if "classic" in curves:
@@ -78,7 +78,7 @@ def report(ledger: Path, plot: Path | None) -> dict:
             cells = " ".join("     -" if not math.isfinite(x) else f"{x:6.2f}" for x in shares)
             median = float(np.median(shares))
             figures[f"share_{config}"] = median
-            print(f"{config:16s} {cells}   median {'not reached' if not math.isfinite(median) else f'{median:.2f}'}")
+            print(f"{config:18s} {cells}   median {'not reached' if not math.isfinite(median) else f'{median:.2f}'}")
     figures.update(_holdout(ledger))
     if plot is not None:
         _plot(curves, budget, plot)
@@ -93,7 +93,7 @@ def _holdout(ledger: Path) -> dict:
     base = [r["fitness"] for r in rows if r["role"] == "base"]
     b, b_se = mean_se(base)
     print("\nheld-out split (256 images no trial saw), retrained with fresh seeds; fitness mean +- standard error")
-    print(f"{'base hyperparameters':24s} {len(base):3d} runs  {b:.4f} +- {b_se:.4f}")
+    print(f"{'base hyperparameters':26s} {len(base):3d} runs  {b:.4f} +- {b_se:.4f}")
     figures = {"holdout_base": (b, b_se)}
     for config in CONFIGS:
         # One value per campaign (its winner's retrainings averaged): the campaigns are the samples.
@@ -107,7 +107,7 @@ def _holdout(ledger: Path) -> dict:
         diff_se = math.sqrt(se ** 2 + b_se ** 2)
         z = (m - b) / diff_se if diff_se > 0 else math.nan
         figures[f"holdout_{config}"] = (m, se, z)
-        print(f"{config + ' winners':24s} {len(per_campaign):3d} camps {m:.4f} +- {se:.4f}   "
+        print(f"{config + ' winners':26s} {len(per_campaign):3d} camps {m:.4f} +- {se:.4f}   "
               f"vs base {m - b:+.4f} ({z:+.1f} SE)")
     winners = defaultdict(list)
     for r in rows:
@@ -116,7 +116,7 @@ def _holdout(ledger: Path) -> dict:
     m, se = mean_se(np.mean(v) for v in winners.values())
     z = (m - b) / math.sqrt(se ** 2 + b_se ** 2)
     figures["holdout_all"] = (m, se, z)
-    print(f"{'all winners':24s} {len(winners):3d} camps {m:.4f} +- {se:.4f}   vs base {m - b:+.4f} ({z:+.1f} SE)")
+    print(f"{'all winners':26s} {len(winners):3d} camps {m:.4f} +- {se:.4f}   vs base {m - b:+.4f} ({z:+.1f} SE)")
     return figures
 
 

@@ -10,7 +10,8 @@ still running then are cut there and count what they used. Every trial of every 
 the ledger (JSON lines): configuration, seed, hyperparameters, status, per-epoch fitness and its
 start / end in seconds from the campaign's start.
 
-    python -m benchmarks.search_campaigns one --config async-ga --seed 0 --budget 600 --ledger L
+    python -m benchmarks.search_campaigns one --experiment search --config async-ga --seed 0
+    python -m benchmarks.search_campaigns all --experiment stopping-10 --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Experiment:
     configs: tuple[str, ...]
     ledger: Path
     plot: Path  # best fitness against worker-seconds
+    trial: dict[str, Any] = field(default_factory=dict)  # over the demo's trial, e.g. {"epochs": 10}
+    budget: float = 600.0  # worker-seconds per campaign
 
 
 EXPERIMENTS = {e.name: e for e in (
@@ -70,12 +73,16 @@ EXPERIMENTS = {e.name: e for e in (
     # Early stopping judged from epoch 2 and from epoch 1, against same-day baselines (2026-12-02, afternoon).
     Experiment("stopping", ("classic", "async-ga", "async-ga-median", "async-ga-median-1"),
                LEDGER.with_name("stopping_ledger.jsonl"), LEDGER.with_name("stopping_efficiency.png")),
+    # Where stopping has room: 10-epoch trials (evolver's default), judged from epoch 2.
+    Experiment("stopping-10", ("classic", "async-ga", "async-ga-median"),
+               LEDGER.with_name("stopping10_ledger.jsonl"), LEDGER.with_name("stopping10_efficiency.png"),
+               trial={"epochs": 10}, budget=900.0),
 )}
 
 
-def campaign_spec(config: SearchConfig, seed: int) -> CampaignSpec:
+def campaign_spec(config: SearchConfig, seed: int, trial: dict[str, Any] | None = None) -> CampaignSpec:
     demo = CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict()
-    row = {**demo, **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
+    row = {**demo, **(trial or {}), **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
            "cpu_workers": config.workers, "keep_top_k": 1, "exports": []}
     return CampaignSpec.model_validate(row)
 
@@ -100,8 +107,8 @@ def _stop_at_budget(url: str, campaign_id: int, budget: float, done: threading.E
                 return
 
 
-def run_one(config: SearchConfig, seed: int, budget: float, ledger: Path) -> None:
-    """One campaign to its budget; its trials appended to the ledger."""
+def run_one(experiment: Experiment, config: SearchConfig, seed: int, budget: float) -> None:
+    """One campaign of an experiment to its budget; its trials appended to the experiment's ledger."""
     import torch
 
     from evolver import coordinator
@@ -109,7 +116,7 @@ def run_one(config: SearchConfig, seed: int, budget: float, ledger: Path) -> Non
     from evolver.store import Store
 
     torch.set_num_threads(1)
-    spec = campaign_spec(config, seed)
+    spec = campaign_spec(config, seed, experiment.trial)
     with tempfile.TemporaryDirectory(prefix="evolver-search-") as tmp:
         url = Store.sqlite_url(Path(tmp) / "evolver.db")
         with Store.open(url) as store:
@@ -122,7 +129,7 @@ def run_one(config: SearchConfig, seed: int, budget: float, ledger: Path) -> Non
             outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(progress=False))
             done.set()
             rows = _ledger_rows(store, campaign_id, config, seed, budget)
-    with open(ledger, "a", encoding="utf-8") as f:
+    with open(experiment.ledger, "a", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, sort_keys=True) + "\n")
     best = max((r["fitness"] for r in rows if r["fitness"] is not None), default=None)
@@ -148,13 +155,13 @@ def _ledger_rows(store, campaign_id: int, config: SearchConfig, seed: int, budge
     return rows
 
 
-def run_all(configs: list[str], seeds: list[int], budget: float, ledger: Path, cores: int) -> None:
-    """Every (config, seed) not yet in the ledger, `cores` workers at a time: seed by seed, a
-    1-worker campaign filling a core that a 2-worker one cannot use yet (first fit)."""
+def run_all(experiment: Experiment, configs: list[str], seeds: list[int], budget: float, cores: int) -> None:
+    """Every (config, seed) of the experiment not yet in its ledger, `cores` workers at a time:
+    seed by seed, a 1-worker campaign filling a core that a 2-worker one cannot use yet (first fit)."""
     import subprocess
     import sys
 
-    done = {(r["config"], r["seed"]) for r in read_ledger(ledger) if r["kind"] == "trial"}
+    done = {(r["config"], r["seed"]) for r in read_ledger(experiment.ledger) if r["kind"] == "trial"}
     queue = [(CONFIGS[c], s) for s in seeds for c in configs if (c, s) not in done]
     running: list[tuple[subprocess.Popen, int]] = []
     while queue or running:
@@ -165,8 +172,8 @@ def run_all(configs: list[str], seeds: list[int], budget: float, ledger: Path, c
             if config.workers <= free:
                 queue.remove(job)
                 free -= config.workers
-                command = [sys.executable, "-m", "benchmarks.search_campaigns", "one", "--config", config.name,
-                           "--seed", str(seed), "--budget", str(budget), "--ledger", str(ledger)]
+                command = [sys.executable, "-m", "benchmarks.search_campaigns", "one", "--experiment",
+                           experiment.name, "--config", config.name, "--seed", str(seed), "--budget", str(budget)]
                 print(f"starting {config.name} seed {seed}", flush=True)
                 running.append((subprocess.Popen(command, cwd=REPO), config.workers))
         time.sleep(2)
@@ -182,22 +189,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("one", help="run one campaign to its budget")
+    one.add_argument("--experiment", choices=sorted(EXPERIMENTS), required=True)
     one.add_argument("--config", choices=sorted(CONFIGS), required=True)
     one.add_argument("--seed", type=int, required=True)
-    one.add_argument("--budget", type=float, required=True, help="worker-seconds")
-    one.add_argument("--ledger", type=Path, default=LEDGER)
-    every = sub.add_parser("all", help="every configuration and seed missing from the ledger")
-    every.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
+    one.add_argument("--budget", type=float, help="worker-seconds (default: the experiment's)")
+    every = sub.add_parser("all", help="every configuration and seed of an experiment missing from its ledger")
+    every.add_argument("--experiment", choices=sorted(EXPERIMENTS), required=True)
+    every.add_argument("--configs", help="comma-separated (default: the experiment's)")
     every.add_argument("--seeds", default="0,1,2", help="comma-separated")
-    every.add_argument("--budget", type=float, default=600.0, help="worker-seconds per campaign")
-    every.add_argument("--ledger", type=Path, default=LEDGER)
+    every.add_argument("--budget", type=float, help="worker-seconds per campaign (default: the experiment's)")
     every.add_argument("--cores", type=int, default=2, help="workers running at once")
     args = parser.parse_args()
+    experiment = EXPERIMENTS[args.experiment]
+    budget = args.budget or experiment.budget
     if args.command == "one":
-        run_one(CONFIGS[args.config], args.seed, args.budget, args.ledger)
+        run_one(experiment, CONFIGS[args.config], args.seed, budget)
     else:
-        run_all(args.configs.split(","), [int(s) for s in args.seeds.split(",")], args.budget, args.ledger,
-                args.cores)
+        configs = args.configs.split(",") if args.configs else list(experiment.configs)
+        run_all(experiment, configs, [int(s) for s in args.seeds.split(",")], budget, args.cores)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """Does a campaign find better hyperparameters for less compute? The search-efficiency benchmark.
 
 1. `campaigns`: real campaigns on the demo's fine-tune task, 3 seeds each, every campaign stopped
-   at the same budget of worker-seconds, in two experiments (benchmarks/search_campaigns.py), each
+   at the same budget of worker-seconds, in experiments (benchmarks/search_campaigns.py), each
    run on one day into its own ledger under `benchmarks/results/`:
    `search` (about 1 hour 45 minutes on a 2-core CPU) - YOLOv5's classic loop (population 1,
    sync, 1 worker), the asynchronous GA with 2 workers, the same with median stopping, random
    search, TPE and CMA-ES (2 workers each), `search_ledger.jsonl`;
    `stopping` (about 1 hour) - the classic loop, the async GA, and the async GA with median
-   stopping judging from epoch 2 and from epoch 1, `stopping_ledger.jsonl`.
+   stopping judging from epoch 2 and from epoch 1, `stopping_ledger.jsonl`;
+   `stopping-10` (about 1 hour 15 minutes) - the same but 10-epoch trials at 900 worker-seconds,
+   median stopping from epoch 2, `stopping10_ledger.jsonl`.
 2. `holdout` (about 15 minutes): each campaign's winner retrained twice with fresh seeds and
    validated on 256 held-out images no trial saw, against the base hyperparameters retrained 8
    times (benchmarks/search_holdout.py).
@@ -44,7 +46,7 @@ def main() -> None:
     parser.add_argument("command", nargs="?", default="default",
                         choices=("default", "all", "campaigns", "holdout", "report", "simulate"))
     parser.add_argument("--experiments", default=",".join(EXPERIMENTS), help="real campaigns: comma-separated")
-    parser.add_argument("--budget", type=float, default=600.0, help="worker-seconds per real campaign")
+    parser.add_argument("--budget", type=float, help="worker-seconds per real campaign (default: the experiment's)")
     parser.add_argument("--seeds", default="0,1,2", help="real campaigns: comma-separated seeds")
     parser.add_argument("--configs", default=",".join(CONFIGS), help="real campaigns: only these (comma-separated)")
     parser.add_argument("--sim-seeds", type=int, default=Settings.seeds, help="simulated campaigns per cell")
@@ -58,10 +60,10 @@ def main() -> None:
         for experiment in experiments if step != "simulate" else []:
             if step == "campaigns":
                 configs = [c for c in experiment.configs if c in args.configs.split(",")]
-                run_all(configs, [int(s) for s in args.seeds.split(",")], args.budget, experiment.ledger, 2)
+                run_all(experiment, configs, [int(s) for s in args.seeds.split(",")], args.budget or experiment.budget, 2)
             elif step == "holdout":
                 with tempfile.TemporaryDirectory(prefix="evolver-holdout-") as tmp:
-                    run_holdout(experiment.ledger, Path(tmp))
+                    run_holdout(experiment, Path(tmp))
             else:
                 print(f"\n=== experiment '{experiment.name}': {experiment.ledger.name}")
                 report(experiment.ledger, experiment.plot)

@@ -15,7 +15,7 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.search_campaigns import DEMO_SPEC, read_ledger
+from benchmarks.search_campaigns import DEMO_SPEC, Experiment, read_ledger
 
 HOLDOUT_SEED = 1  # the campaigns' dataset is generation seed 0
 HOLDOUT_IMAGES = 256
@@ -46,19 +46,19 @@ def retrain(job: dict) -> dict:
     from yolo.train import train
 
     torch.set_num_threads(1)
-    spec = CampaignSpec.from_yaml(DEMO_SPEC)
+    spec = CampaignSpec.model_validate({**CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict(), **job["trial_spec"]})
     config = spec.train_config(seed=job["training_seed"], save_dir=job["save_dir"], weights=spec.weights)
     config = dataclasses.replace(config, data=job["data"], workers=0)
     result = train(config, Hyperparameters.from_dict(job["hyp"]))
     metrics = result.metrics
-    return {**{k: v for k, v in job.items() if k not in ("data", "save_dir")}, "kind": "holdout",
+    return {**{k: v for k, v in job.items() if k not in ("data", "save_dir", "trial_spec")}, "kind": "holdout",
             "fitness": metrics["fitness"], "map": metrics["metrics/mAP_0.5:0.95"], "map50": metrics["metrics/mAP_0.5"]}
 
 
-def holdout_jobs(ledger: Path, folder: Path, winner_seeds: int, base_seeds: int) -> list[dict]:
+def holdout_jobs(experiment: Experiment, folder: Path, winner_seeds: int, base_seeds: int) -> list[dict]:
     from evolver.campaign import CampaignSpec
 
-    rows = read_ledger(ledger)
+    rows = read_ledger(experiment.ledger)
     done = {(r["role"], r["config"], r["seed"], r["training_seed"]) for r in rows if r["kind"] == "holdout"}
     data = str(holdout_data(folder))
     jobs = []
@@ -77,15 +77,17 @@ def holdout_jobs(ledger: Path, folder: Path, winner_seeds: int, base_seeds: int)
                      "hyp": base, "training_seed": FRESH_SEED_BASE + 500 + k})
     jobs = [j for j in jobs if (j["role"], j["config"], j["seed"], j["training_seed"]) not in done]
     for i, job in enumerate(jobs):
-        job.update(data=data, save_dir=str(folder / f"retrain-{i}"))
+        job.update(data=data, save_dir=str(folder / f"retrain-{i}"), trial_spec=experiment.trial)
     return jobs
 
 
-def run_holdout(ledger: Path, folder: Path, winner_seeds: int = 2, base_seeds: int = 8, processes: int = 2) -> None:
-    jobs = holdout_jobs(ledger, folder, winner_seeds, base_seeds)
+def run_holdout(experiment: Experiment, folder: Path, winner_seeds: int = 2, base_seeds: int = 8,
+                processes: int = 2) -> None:
+    """The experiment's retrainings missing from its ledger (trained like its trials)."""
+    jobs = holdout_jobs(experiment, folder, winner_seeds, base_seeds)
     print(f"holdout: {len(jobs)} retrainings", flush=True)
     with ProcessPoolExecutor(processes) as pool:
         for row in pool.map(retrain, jobs):
-            with open(ledger, "a", encoding="utf-8") as f:
+            with open(experiment.ledger, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row, sort_keys=True) + "\n")
             print(f"  {row['role']} {row['config']} seed {row['seed']}: held-out fitness {row['fitness']:.4f}", flush=True)

@@ -58,6 +58,18 @@ def stop_costs(rows: list[dict]) -> dict[int, float]:
     return {epoch: statistics.median(values) for epoch, values in shares.items()}
 
 
+def cost_at(costs: dict[int, float], epoch: int, last: int) -> float:
+    """The measured share for a trial stopped after `epoch`; where none stopped there, linear
+    between the nearest measured epoch below (or nothing done) and the trial's end (`last`, 1.0)."""
+    if epoch in costs:
+        return costs[epoch]
+    below = max((e for e in costs if e < epoch), default=None)
+    start_epoch, start_cost = (below, costs[below]) if below is not None else (-1, 0.0)
+    above = min((e for e in costs if e > epoch), default=None)
+    end_epoch, end_cost = (above, costs[above]) if above is not None else (last, 1.0)
+    return start_cost + (end_cost - start_cost) * (epoch - start_epoch) / (end_epoch - start_epoch)
+
+
 def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     position = q * (len(ordered) - 1)
@@ -80,7 +92,9 @@ def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[i
     best = max(done, key=lambda t: t["fitness"]) if done else None
     for trial in done:
         duration = trial["end_s"] - trial["start_s"]
-        reached_at = {e: trial["start_s"] + costs.get(e, 1.0) * duration for e in range(len(trial["epochs"]))}
+        last = len(trial["epochs"]) - 1
+        share = {e: cost_at(costs, e, last) for e in range(last + 1)}
+        reached_at = {e: trial["start_s"] + share[e] * duration for e in range(last + 1)}
         stopped_at = None
         for epoch in range(min_epochs - 1, len(trial["epochs"]) - 1):
             known = [value for when, value in reference[epoch] if when <= reached_at[epoch]]
@@ -92,7 +106,7 @@ def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[i
                 reference[epoch].append((trial["end_s"], value))
             continue
         stopped += 1
-        saved += (1.0 - costs[stopped_at]) * duration
+        saved += (1.0 - share[stopped_at]) * duration
         best_stopped = best_stopped or trial is best
         if stopped_count:
             for epoch in range(stopped_at + 1):
@@ -110,7 +124,8 @@ def oracle_saving(trials: list[dict], min_epochs: int, costs: dict[int, float]) 
         if trial["fitness"] > best:
             best = trial["fitness"]
         else:
-            saved += (1.0 - costs[min_epochs - 1]) * (trial["end_s"] - trial["start_s"])
+            share = cost_at(costs, min_epochs - 1, len(trial["epochs"]) - 1)
+            saved += (1.0 - share) * (trial["end_s"] - trial["start_s"])
     return saved / sum(t["end_s"] - t["start_s"] for t in done)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks.search_pruning import oracle_saving, replay, stop_costs
+from benchmarks.search_pruning import cost_at, oracle_saving, replay, stop_costs
 
 COSTS = {0: 0.5, 1: 0.75}  # share of a full trial used when stopped after epoch 1 / 2
 
@@ -61,3 +61,11 @@ def test_counting_stopped_trials_keeps_the_bar_from_climbing():
     trials = FIRST_THREE + [trial(40, [0.28, 0.38, 0.48]), trial(50, [0.1, 0.2, 0.3]), trial(60, [0.26, 0.39, 0.49])]
     assert replay(trials, 0.5, 1, COSTS).stopped_share == pytest.approx(2 / 6)
     assert replay(trials, 0.5, 1, COSTS, stopped_count=True).stopped_share == pytest.approx(1 / 6)
+
+
+def test_an_unmeasured_stop_cost_is_interpolated_towards_the_trials_end():
+    costs = {1: 0.3, 3: 0.5}  # of a 10-epoch trial (last epoch index 9)
+    assert cost_at(costs, 1, 9) == 0.3
+    assert cost_at(costs, 2, 9) == pytest.approx(0.4)
+    assert cost_at(costs, 6, 9) == pytest.approx(0.5 + 0.5 * 3 / 6)
+    assert cost_at(costs, 0, 9) == pytest.approx(0.15)

@@ -80,9 +80,13 @@ EXPERIMENTS = {e.name: e for e in (
 )}
 
 
+def demo_spec(trial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The demo campaign's spec (JSON form), its trials' training changed by `trial`."""
+    return {**CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict(), **(trial or {})}
+
+
 def campaign_spec(config: SearchConfig, seed: int, trial: dict[str, Any] | None = None) -> CampaignSpec:
-    demo = CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict()
-    row = {**demo, **(trial or {}), **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
+    row = {**demo_spec(trial), **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
            "cpu_workers": config.workers, "keep_top_k": 1, "exports": []}
     return CampaignSpec.model_validate(row)
 

@@ -57,7 +57,12 @@ def main() -> None:
     experiments = [EXPERIMENTS[name] for name in args.experiments.split(",")]
     steps = {"default": ("report", "simulate"), "all": ("campaigns", "holdout", "report", "simulate")}
     for step in steps.get(args.command, (args.command,)):
-        for experiment in experiments if step != "simulate" else []:
+        if step == "simulate":  # the surrogate is fitted to the search experiment's ledger
+            print_efficiency(EXPERIMENTS["search"].ledger, args.searches.split(","),
+                             [int(w) for w in args.workers.split(",")],
+                             Settings(seeds=args.sim_seeds, trials=args.sim_trials))
+            continue
+        for experiment in experiments:
             if step == "campaigns":
                 configs = [c for c in experiment.configs if c in args.configs.split(",")]
                 run_all(experiment, configs, [int(s) for s in args.seeds.split(",")], args.budget or experiment.budget, 2)
@@ -68,10 +73,6 @@ def main() -> None:
                 print(f"\n=== experiment '{experiment.name}': {experiment.ledger.name}")
                 report(experiment.ledger, experiment.plot)
                 report_pruning(experiment.ledger)
-        if step == "simulate":  # the surrogate is fitted to the search experiment's ledger
-            print_efficiency(EXPERIMENTS["search"].ledger, args.searches.split(","),
-                             [int(w) for w in args.workers.split(",")],
-                             Settings(seeds=args.sim_seeds, trials=args.sim_trials))
 
 
 if __name__ == "__main__":

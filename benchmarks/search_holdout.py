@@ -15,7 +15,7 @@ import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.search_campaigns import DEMO_SPEC, Experiment, read_ledger
+from benchmarks.search_campaigns import DEMO_SPEC, Experiment, demo_spec, read_ledger
 
 HOLDOUT_SEED = 1  # the campaigns' dataset is generation seed 0
 HOLDOUT_IMAGES = 256
@@ -46,7 +46,7 @@ def retrain(job: dict) -> dict:
     from yolo.train import train
 
     torch.set_num_threads(1)
-    spec = CampaignSpec.model_validate({**CampaignSpec.from_yaml(DEMO_SPEC).to_json_dict(), **job["trial_spec"]})
+    spec = CampaignSpec.model_validate(demo_spec(job["trial_spec"]))
     config = spec.train_config(seed=job["training_seed"], save_dir=job["save_dir"], weights=spec.weights)
     config = dataclasses.replace(config, data=job["data"], workers=0)
     result = train(config, Hyperparameters.from_dict(job["hyp"]))

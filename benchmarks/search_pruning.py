@@ -26,10 +26,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.search_campaigns import CONFIGS, LEDGER, read_ledger
+import numpy as np
+
+from benchmarks.search_campaigns import CONFIGS, LEDGER
+from benchmarks.search_report import campaigns
+from evolver.campaign import EarlyStopping
 
 RULES = ((0.5, 2), (0.5, 1), (0.25, 2), (0.25, 1))  # (percentile as a fraction, min_epochs); 0.5 = median
-MIN_TRIALS = 3  # completed trials at an epoch before a rule judges anyone (the shipped default)
+MIN_TRIALS = EarlyStopping().min_trials  # completed trials at an epoch before a rule judges anyone
 
 
 @dataclass(frozen=True)
@@ -39,15 +43,12 @@ class Replay:
     best_stopped: bool  # the campaign's best trial would have been stopped
 
 
-def stop_costs(rows: list[dict]) -> dict[int, float]:
+def stop_costs(grouped: dict[str, dict[int, list[dict]]]) -> dict[int, float]:
     """epoch index e -> wall time of a trial stopped after epoch e, as a share of a completed one's
-    (medians over the campaigns that pruned, each pruned trial against its own campaign)."""
-    by_campaign: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["kind"] == "trial" and r["end_s"] is not None:
-            by_campaign[(r["config"], r["seed"])].append(r)
+    (medians over the campaigns that pruned, each pruned trial against its own campaign).
+    `grouped`: config -> seed -> trials, as `search_report.campaigns` reads them."""
     shares: dict[int, list[float]] = defaultdict(list)
-    for trials in by_campaign.values():
+    for trials in (ts for seeds in grouped.values() for ts in seeds.values()):
         full = [t["end_s"] - t["start_s"] for t in trials if t["status"] == "completed"]
         if not full:
             continue
@@ -70,14 +71,6 @@ def cost_at(costs: dict[int, float], epoch: int, last: int) -> float:
     return start_cost + (end_cost - start_cost) * (epoch - start_epoch) / (end_epoch - start_epoch)
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[int, float],
            min_trials: int = MIN_TRIALS, stopped_count: bool = False) -> Replay:
     """One unpruned campaign's completed trials under a stopping rule (see the module's text).
@@ -96,9 +89,9 @@ def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[i
         share = {e: cost_at(costs, e, last) for e in range(last + 1)}
         reached_at = {e: trial["start_s"] + share[e] * duration for e in range(last + 1)}
         stopped_at = None
-        for epoch in range(min_epochs - 1, len(trial["epochs"]) - 1):
+        for epoch in range(min_epochs - 1, last):
             known = [value for when, value in reference[epoch] if when <= reached_at[epoch]]
-            if len(known) >= min_trials and trial["epochs"][epoch] < _quantile(known, percentile):
+            if len(known) >= min_trials and trial["epochs"][epoch] < np.quantile(known, percentile):
                 stopped_at = epoch
                 break
         if stopped_at is None:
@@ -129,25 +122,16 @@ def oracle_saving(trials: list[dict], min_epochs: int, costs: dict[int, float]) 
     return saved / sum(t["end_s"] - t["start_s"] for t in done)
 
 
-def unpruned_campaigns(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
-    """The ledger's campaigns that ran without early stopping (a configuration's spec says so)."""
-    grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for r in rows:
-        config = CONFIGS.get(r.get("config", ""))
-        if r["kind"] == "trial" and config is not None and "early_stopping" not in config.spec:
-            grouped[(r["config"], r["seed"])].append(r)
-    return dict(grouped)
-
-
 def report_pruning(ledger: Path) -> dict:
-    rows = read_ledger(ledger)
-    costs = stop_costs(rows)
-    campaigns = unpruned_campaigns(rows)
-    if not campaigns or not costs:
+    grouped = campaigns(ledger)
+    costs = stop_costs(grouped)
+    unpruned = [trials for config, seeds in grouped.items() if "early_stopping" not in CONFIGS[config].spec
+                for trials in seeds.values()]
+    if not unpruned or not costs:
         print("\nearly-stopping replay: needs campaigns with and without early stopping in the ledger")
         return {}
     print("\nearly stopping replayed over the %d campaigns that ran without it (search paths held fixed)"
-          % len(campaigns))
+          % len(unpruned))
     print("a trial stopped after epoch e costs this share of a completed one (measured on the pruned "
           "campaigns): " + ", ".join(f"epoch {e + 1}: {c:.2f}" for e, c in sorted(costs.items())))
     print("reference: 'finished' = the trials the rule let finish (evolver's MedianPruner, as Optuna's); "
@@ -158,20 +142,20 @@ def report_pruning(ledger: Path) -> dict:
         if min_epochs - 1 not in costs:
             continue
         for stopped_count in (False, True):
-            results = [replay(t, percentile, min_epochs, costs, stopped_count=stopped_count)
-                       for t in campaigns.values()]
+            results = [replay(t, percentile, min_epochs, costs, stopped_count=stopped_count) for t in unpruned]
+            reference = "all" if stopped_count else "finished"
             name = ("median" if percentile == 0.5 else f"{int(percentile * 100)}th percentile") + \
-                f" of {'all' if stopped_count else 'finished'}, from epoch {min_epochs}"
+                f" of {reference}, from epoch {min_epochs}"
             stopped = statistics.mean(r.stopped_share for r in results)
             saved = statistics.mean(r.saved_share for r in results)
             cut = sum(r.best_stopped for r in results)
-            figures[f"replay_{percentile}_{min_epochs}_{'all' if stopped_count else 'finished'}"] = (stopped, saved, cut)
+            figures[f"replay_{percentile}_{min_epochs}_{reference}"] = (stopped, saved, cut)
             print(f"{name:44s} {stopped:8.2f} {saved:6.2f} {cut:>6d} of {len(results):<3d}")
     for min_epochs in sorted({m for _, m in RULES}):
         if min_epochs - 1 in costs:
-            bound = statistics.mean(oracle_saving(t, min_epochs, costs) for t in campaigns.values())
+            bound = statistics.mean(oracle_saving(t, min_epochs, costs) for t in unpruned)
             figures[f"oracle_{min_epochs}"] = bound
-            print(f"{f'oracle, from epoch {min_epochs}':44s} {'':8s} {bound:6.2f} {0:>6d} of {len(campaigns):<3d}")
+            print(f"{f'oracle, from epoch {min_epochs}':44s} {'':8s} {bound:6.2f} {0:>6d} of {len(unpruned):<3d}")
     return figures
 
 

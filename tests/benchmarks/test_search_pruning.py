@@ -48,11 +48,12 @@ def test_the_oracle_keeps_only_the_trials_that_set_a_new_best():
 
 
 def test_stop_costs_are_measured_against_the_same_campaigns_completed_trials():
-    rows = [trial(0, [0.3, 0.4, 0.5], duration=20), trial(20, [0.3, 0.4, 0.5], duration=20),
-            trial(40, [0.1, 0.2], duration=15, status="pruned"), trial(60, [0.1], duration=8, status="pruned"),
-            trial(0, [0.3, 0.4, 0.5], duration=40, seed=1),
-            trial(40, [0.1, 0.2], duration=30, status="pruned", seed=1)]
-    assert stop_costs(rows) == {0: pytest.approx(0.4), 1: pytest.approx(0.75)}
+    grouped = {"async-ga-median": {
+        0: [trial(0, [0.3, 0.4, 0.5], duration=20), trial(20, [0.3, 0.4, 0.5], duration=20),
+            trial(40, [0.1, 0.2], duration=15, status="pruned"), trial(60, [0.1], duration=8, status="pruned")],
+        1: [trial(0, [0.3, 0.4, 0.5], duration=40, seed=1), trial(40, [0.1, 0.2], duration=30, status="pruned", seed=1)],
+    }}
+    assert stop_costs(grouped) == {0: pytest.approx(0.4), 1: pytest.approx(0.75)}
 
 
 def test_counting_stopped_trials_keeps_the_bar_from_climbing():

@@ -181,6 +181,11 @@ def validate_spec(document: Any, loc: list[str], hyp: Any, settings: ApiSettings
         raise reject(*problems)
     spec = spec.model_copy(update=changes)
     try:
+        spec.check_data()
+    except ValueError as err:
+        field = "confirm" if str(err).startswith("confirm.") else "data"
+        raise reject(problem([*loc, field], str(err))) from None
+    try:
         spec.base_hyp()
     except (ValueError, OSError) as err:
         raise reject(problem([*loc, "hyp_file" if spec.hyp_file else "hyp"], str(err))) from None

@@ -8,6 +8,10 @@ finished trial may become a parent.
   before it is closed, and a completed trial becomes a parent only when its generation closes, so
   the children repeat exactly whatever order the trials of a generation finish in.
 
+After the search, a confirmation stage (evolver/confirmation.py) may be the source of the
+remaining trials: once every search trial has finished, `confirmation()` plans them (from SQL) and
+they follow the search's numbers, in the generation after its last, with `stage` "confirm".
+
 The coordinator feeds it from SQL and from results; `benchmarks/search_simulation.py` feeds it
 simulated results with many more workers than a test machine has — the same rules either way.
 """
@@ -15,6 +19,7 @@ simulated results with many more workers than a test machine has — the same ru
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from evolver.searcher import Observation, Searcher, Suggestion
@@ -26,13 +31,20 @@ class Child:
     number: int
     generation: int
     suggestion: Suggestion
+    stage: str = "search"  # or "confirm": a retraining planned by the confirmation stage
 
 
 class Breeding:
-    def __init__(self, searcher: Searcher, tally: CampaignTally, *, sync: bool) -> None:
+    def __init__(self, searcher: Searcher, tally: CampaignTally, *, sync: bool, shared_seed: int | None = None,
+                 confirmation: Callable[[], Sequence[Suggestion]] | None = None) -> None:
+        """`shared_seed`: every search trial trains with this seed (`trial_seeds: shared`).
+        `confirmation`: plans the trials after the search (called once, when it has finished)."""
         self.searcher = searcher
         self.tally = tally
         self.sync = sync
+        self.shared_seed = shared_seed
+        self._confirmation = confirmation
+        self._plan: list[Suggestion] | None = None
         self._held: defaultdict[int, list[Observation]] = defaultdict(list)  # sync: until the generation closes
         self._workers = 0
 
@@ -43,16 +55,33 @@ class Breeding:
             self.searcher.workers_changed(workers)
 
     def next_child(self) -> Child | None:
-        """Breed the next trial, or None: all bred, or (sync) its generation must wait."""
+        """Breed the next trial, or None: all bred, (sync) its generation must wait, or the
+        confirmation waits for the search to finish."""
         number = self.tally.next_number
         if number >= self.tally.total:
             return None
+        if number >= self.tally.searched:
+            return self._next_confirmation(number)
         generation = self.tally.generation_of(number)
         if self.sync and not self.tally.earlier_generations_closed(generation):
             return None
         suggestion = self.searcher.suggest(number)
+        if self.shared_seed is not None:
+            suggestion = Suggestion(suggestion.hyp, suggestion.parents, self.shared_seed)
         self.tally.next_number = number + 1
         return Child(number, generation, suggestion)
+
+    def _next_confirmation(self, number: int) -> Child | None:
+        if self._confirmation is None or not self.tally.search_done:
+            return None
+        if self._plan is None:  # the search is over: plan once, and the campaign's total is now exact
+            self._plan = list(self._confirmation())
+            self.tally.total = self.tally.searched + len(self._plan)
+        index = number - self.tally.searched
+        if index >= len(self._plan):
+            return None
+        self.tally.next_number = number + 1
+        return Child(number, self.tally.generation_of(self.tally.searched - 1) + 1, self._plan[index], "confirm")
 
     def completed(self, generation: int, observation: Observation) -> None:
         """A completed trial: a parent candidate now, or (sync) once its generation closes."""

@@ -45,6 +45,36 @@ class EarlyStopping(BaseModel):
     min_trials: int = Field(3, ge=1, description="completed trials needed before pruning starts")
 
 
+class ConfirmSpec(BaseModel):
+    """The confirmation stage (evolver/confirmation.py): after the search's last trial, the best
+    `top_k` distinct hyperparameters and the base are trained again `seeds` times each, with
+    training seeds no search trial used, and scored on a split the search never saw. The winner
+    is the best confirmed mean, not the luckiest trial. `confirm: false` in a spec turns it off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    top_k: int = Field(3, ge=1, le=50, description="distinct best search candidates retrained (the base comes too)")
+    seeds: int = Field(2, ge=1, le=50, description="fresh training seeds per candidate")
+    split: Literal["test", "val", "train"] | None = Field(
+        None, description="split the retrainings are scored on; default: the data's test split when it has "
+        "one, else val (then the report says it is the split that selected them)")
+    epochs: int | None = Field(None, ge=1, le=10_000, description="epochs of each retraining; default: the "
+                               "trials' epochs (set the length you will really train)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_off(cls, value: Any) -> Any:
+        """`confirm: false` / `confirm: true` are the whole block off / on with its defaults."""
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
+
+    def trials(self) -> int:
+        """Most trials the stage can add (fewer when the search found fewer distinct candidates)."""
+        return (self.top_k + 1) * self.seeds if self.enabled else 0
+
+
 class CampaignSpec(BaseModel):
     """One evolution campaign: the data, the training of each trial, the GA, the search space."""
 
@@ -84,6 +114,12 @@ class CampaignSpec(BaseModel):
     search_space: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per hyperparameter: gain / lower / upper overrides")
     early_stopping: EarlyStopping = EarlyStopping()
+    trial_seeds: Literal["shared", "per-trial"] = Field(
+        "per-trial", description="training seed of the search trials: 'shared' = every trial trains with the "
+        "same seed (YOLOv5's --evolve: trials differ by their hyperparameters, not their luck), 'per-trial' = "
+        "a fresh seed each")
+    confirm: ConfirmSpec = Field(ConfirmSpec(), description="retrain the best candidates and the base with fresh "
+                                 "seeds on an unseen split; false turns it off")
     # Running it.
     max_attempts: int = Field(3, ge=1, le=100, description="tries per trial when workers die")
     cpu_workers: int = Field(1, ge=1, le=256, description="workers when the cluster has no GPU")
@@ -139,9 +175,14 @@ class CampaignSpec(BaseModel):
 
     @property
     def total_trials(self) -> int:
+        """Trials of the search (the confirmation stage adds up to `confirm.trials()` after them)."""
         return self.generations * self.population
 
-    def train_config(self, *, seed: int, save_dir: str, weights: str | None) -> "TrainConfig":
+    def epochs_of(self, stage: str) -> int:
+        """Epochs a trial of `stage` trains: confirmation may retrain at full length."""
+        return self.confirm.epochs or self.epochs if stage == "confirm" else self.epochs
+
+    def train_config(self, *, seed: int, save_dir: str, weights: str | None, stage: str = "search") -> "TrainConfig":
         """How every trial of this campaign trains, with one trial's seed and folder: the one
         place where the campaign's training fields become yolo's `TrainConfig`. `weights` is the
         checkpoint trials load (the campaign's, converted when it is a YOLOv5 file); `data` may
@@ -149,7 +190,7 @@ class CampaignSpec(BaseModel):
         from yolo.train import TrainConfig  # torch: only where trials are built, not for the API
 
         return TrainConfig(
-            data=self.data, cfg=self.cfg, epochs=self.epochs, img_size=self.img_size, batch_size=self.batch_size,
+            data=self.data, cfg=self.cfg, epochs=self.epochs_of(stage), img_size=self.img_size, batch_size=self.batch_size,
             seed=seed, workers=self.loader_workers, save_dir=save_dir, weights=weights,
             fitness_weights=self.fitness_weights, progress=False, freeze=self.freeze,
         )
@@ -187,6 +228,24 @@ class CampaignSpec(BaseModel):
             value = getattr(self, field)
             if names_a_file(field, value) and not self._resolve(value, base_dir).is_file():
                 raise FileNotFoundError(f"{field}: no such file: {value}")
+
+    def check_data(self) -> None:
+        """The data yaml (a file; built-in datasets always pass) loads, every split it names is
+        there (`test:` included), and a `confirm.split` it lacks is refused: all before any trial
+        runs. Raises ValueError naming the field."""
+        if not names_a_file("data", self.data) or self.trainer != "yolo":
+            return
+        from yolo.data import load_data_config  # lists the splits' images: no decoding
+
+        try:
+            config = load_data_config(self.data)
+        except ValueError as err:
+            raise ValueError(f"data: {err}") from None
+        if self.confirm.enabled and self.confirm.split is not None:
+            try:
+                config.split_files(self.confirm.split)
+            except ValueError as err:
+                raise ValueError(f"confirm.split: {err}") from None
 
     def resolved(self, base_dir: Path) -> "CampaignSpec":
         """The spec with its file paths made absolute (relative ones are relative to base_dir),

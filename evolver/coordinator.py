@@ -23,7 +23,7 @@ from typing import Protocol
 import ray
 from ray.exceptions import RayActorError
 
-from evolver import lifecycle
+from evolver import confirmation, lifecycle
 from evolver.campaign import CampaignSpec
 from evolver.lifecycle import Lease
 from evolver.tally import CampaignTally
@@ -118,15 +118,16 @@ class Coordinator:
         self.run_dir = Path(record.run_dir)
         es = self.spec.early_stopping
         self.pruner: Pruner = build_pruner(es.rule, es.min_epochs, es.min_trials)
-        self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec.keep_top_k)
-        self.total = self.spec.total_trials
+        self.folder = RunFolder(store, campaign_id, self.name, self.run_dir, self.spec)
+        self.total = self.spec.total_trials + self.spec.confirm.trials()  # exact once the confirmation is planned
+        self.confirm_split = confirmation.confirm_split(self.spec)
         self.lease = Lease(seconds=settings.lease_seconds)
         self._lost_lease = False
         self.start_weights = self.spec.weights  # what trials load: a YOLOv5 file is converted in run()
         self._queue: deque[TrialRecord] = deque()  # trials to (re)run before breeding new ones
         self._busy: dict[ray.ObjectRef, _Busy] = {}
         self._locations: dict[str, ray.ObjectRef | WorkerLocation] = {}  # worker -> pending ref or location
-        self.tally = CampaignTally(self.spec.population, self.total)  # rebuilt from SQL in _load
+        self.tally = CampaignTally(self.spec.population, self.total, search_total=self.spec.total_trials)  # _load
         self.breeding: Breeding | None = None  # the searcher and its rules, made in _load
         self._cancelling = False
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
@@ -142,12 +143,15 @@ class Coordinator:
         for parent in self.store.imported_parents(self.campaign_id):
             searcher.observe(Observation(number=-(parent.index + 1), hyp=parent.hyp, fitness=parent.fitness))
         trials = self.store.trials(self.campaign_id)
-        self.tally = CampaignTally.rebuild(trials, self.spec.population, self.total)
-        self.breeding = Breeding(searcher, self.tally, sync=self.spec.sync)
+        self.tally = CampaignTally.rebuild(trials, self.spec.population, self.total,
+                                           search_total=self.spec.total_trials)
+        shared = confirmation.shared_training_seed(self.spec.seed) if self.spec.trial_seeds == "shared" else None
+        self.breeding = Breeding(searcher, self.tally, sync=self.spec.sync, shared_seed=shared,
+                                 confirmation=self._plan_confirmation)
         completed = [t for t in trials if t.status == "completed"]
         for trial in completed:
             self._observe(trial)
-            if self.spec.early_stopping.rule != "none":
+            if self.spec.early_stopping.rule != "none" and trial.stage == "search":
                 self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
         for trial in trials:
             if trial.status in ("running", "cancelled"):  # interrupted by a crash or a cancel: run again
@@ -156,7 +160,7 @@ class Coordinator:
                 self._queue.append(trial)
         self._queue = deque(t for t in self._queue if t.status not in FINISHED)
         self.folder.rebuild(completed)
-        for generation in range(self.tally.next_number // self.spec.population + 1):
+        for generation in range(min(self.tally.next_number // self.spec.population + 1, self.spec.generations)):
             self._close_generation(generation, ask_sql=True)
 
     def _requeue(self, trial: TrialRecord) -> TrialRecord:
@@ -174,12 +178,26 @@ class Coordinator:
         return self.store.trial(self.campaign_id, trial.number)
 
     def _observe(self, trial: TrialRecord) -> None:
-        """A completed trial becomes a parent candidate (when: `Breeding.completed`)."""
-        self.breeding.completed(trial.generation, Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+        """A completed search trial becomes a parent candidate (when: `Breeding.completed`);
+        retrainings are scored on another split and never breed."""
+        if trial.stage == "search":
+            self.breeding.completed(trial.generation, Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+
+    def _plan_confirmation(self) -> list:
+        """The confirmation stage's trials, planned from the stored search trials (all finished)."""
+        search = [t for t in self.store.trials(self.campaign_id) if t.stage == "search"]
+        planned = confirmation.plan(self.spec.confirm, self.spec.seed, search)
+        if planned:
+            log.info("campaign %d: search done; confirming %d candidates x %d seeds on the %s split",
+                     self.campaign_id, len(planned) // self.spec.confirm.seeds, self.spec.confirm.seeds,
+                     self.confirm_split)
+        return planned
 
     def _close_generation(self, generation: int, *, ask_sql: bool = False) -> None:
         """Close the generation in SQL once all its trials finished. SQL is asked only when the
         tally says it may be complete, or (`ask_sql`, at start) whatever the tally says."""
+        if generation >= self.spec.generations:
+            return  # the confirmation's retrainings: no generation of the search
         if generation in self.tally.closed or not (ask_sql or self.tally.may_be_complete(generation)):
             return
         if self.store.close_generation(self.campaign_id, generation, self.spec.population) is not None:
@@ -233,8 +251,10 @@ class Coordinator:
         if child is None:
             return None
         suggestion = child.suggestion
+        split = self.confirm_split if child.stage == "confirm" else "val"
         return self.store.add_trial(self.campaign_id, child.number, child.generation, suggestion.hyp,
-                                    suggestion.parents, suggestion.seed, running_on=placement)
+                                    suggestion.parents, suggestion.seed, running_on=placement, stage=child.stage,
+                                    split=split)
 
     def _dispatch(self) -> list[_Outgoing]:
         """Breed (or take from the queue) a trial for every idle worker and mark it running there
@@ -247,10 +267,10 @@ class Coordinator:
                                                node_ip=location.node_ip, gpu_id=location.gpu_id))
             if trial is None:
                 break
-            train = self.spec.train_config(seed=trial.seed, weights=self.start_weights,
+            train = self.spec.train_config(seed=trial.seed, weights=self.start_weights, stage=trial.stage,
                                            save_dir=str(self.run_dir / "trials" / f"{trial.number:05d}"))
             spec = TrialSpec(campaign_id=self.campaign_id, number=trial.number, attempt=trial.attempt,
-                             hyp=trial.hyp, train=train)
+                             hyp=trial.hyp, train=train, split=trial.split)
             outgoing.append(_Outgoing(handle, trial, spec, dispatched_at))
         return outgoing
 
@@ -258,7 +278,7 @@ class Coordinator:
         for out in outgoing:
             ref = out.worker.actor.run.remote(out.spec)
             self._busy[ref] = _Busy(out.worker, out.trial, ref, dispatched_at=out.dispatched_at)
-            progress.trial_started(out.worker.name, out.trial.number, self.spec.epochs)
+            progress.trial_started(out.worker.name, out.trial.number, out.spec.train.epochs)
 
     # ----------------------------------------------------------------------------- results
     def _wait_for_results(self) -> list[ray.ObjectRef]:
@@ -328,7 +348,11 @@ class Coordinator:
             self.tally.finish(record)
             if status == "completed":
                 self._observe(record)
-                self.pruner.add_completed(busy.epochs)
+                if record.stage == "search":
+                    self.pruner.add_completed(busy.epochs)
+            if record.stage == "confirm":
+                self.folder.add_retraining(record)
+            elif status == "completed":
                 self.folder.add_completed(record, self.tally.counts["completed"])
             self._close_generation(trial.generation)
         progress.trial_finished(busy.worker.name, status, self._best_fitness, self._generation_label())
@@ -385,7 +409,7 @@ class Coordinator:
             fresh.append((update.epoch, update.metrics, value))
             if progress is not None:
                 progress.epoch_done(busy.worker.name, update.number, update.epoch, update.epochs)
-            if busy.stop_reason is None and update.epoch + 1 < update.epochs and \
+            if busy.stop_reason is None and busy.trial.stage == "search" and update.epoch + 1 < update.epochs and \
                     self.pruner.should_prune(update.epoch, value):
                 log.info("pruning trial %d after epoch %d (fitness %.4f below the median)", update.number,
                          update.epoch + 1, value)

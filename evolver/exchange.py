@@ -97,23 +97,25 @@ def read_evolve_csv(path: str | os.PathLike) -> list[tuple[dict[str, float], dic
     return rows
 
 
-def write_hyp_evolved(path: str | os.PathLike, hyp: Mapping[str, float], *, campaign: str, trial: int,
-                      generation: int, fitness: float, metrics: Mapping[str, float], trials_done: int) -> None:
-    """The best trial's hyperparameters as a YOLOv5 hyp file (`train.py --hyp` loads it), with a
-    comment header saying where they came from."""
+def write_hyp_evolved(path: str | os.PathLike, hyp: Mapping[str, float], *, campaign: str,
+                      summary: Sequence[str]) -> None:
+    """Hyperparameters as a YOLOv5 hyp file (`train.py --hyp` loads it), with a comment header:
+    the campaign, then `summary` (one comment line each: where the values came from, how they
+    scored)."""
     values = Hyperparameters.from_dict(hyp).to_dict()  # all 29 keys, table order, plain floats
-    metric_text = ", ".join(
-        f"{column} {float(metrics[key]):.5g}" for column, key in zip(EVOLVE_CSV_METRICS, METRIC_KEYS) if key in metrics
-    )
     campaign_text = " ".join(str(campaign).split())  # a newline in a name must not end the comment
-    header = [
-        f"# Evolver hyperparameter evolution, campaign {campaign_text!r}",
-        f"# Best: trial {trial}, generation {generation}, fitness {float(fitness):.5g} ({trials_done} trials finished)",
-        f"# Metrics: {metric_text}",
-        "# Load with YOLOv5: python train.py --hyp hyp_evolved.yaml",
-    ]
+    header = [f"# Evolver hyperparameter evolution, campaign {campaign_text!r}"]
+    header += ["# " + " ".join(str(line).split()) for line in summary]
+    header.append("# Load with YOLOv5: python train.py --hyp hyp_evolved.yaml")
     body = yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
     _write_atomically(Path(path), "\n".join(header) + "\n\n" + body)
+
+
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    """A trial's metrics under YOLOv5's evolve.csv column names, for comment headers."""
+    return ", ".join(
+        f"{column} {float(metrics[key]):.5g}" for column, key in zip(EVOLVE_CSV_METRICS, METRIC_KEYS) if key in metrics
+    )
 
 
 def _check_header(path: Path, columns: list[str]) -> None:

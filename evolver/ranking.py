@@ -1,7 +1,9 @@
 """Which trial is best: one rule for the coordinator, the run folder, the winner export, the CLI,
 the API and the generation rows.
 
-A trial ranks only if it completed with a finite fitness; higher fitness first, and on a tie the
+A trial ranks only if it is a search trial that completed with a finite fitness (confirmation
+retrainings are scored on another split and summarised by `evolver.confirmation`, never mixed
+into the search's ranking); higher fitness first, and on a tie the
 earlier trial (lower number) wins, so the answer never depends on the order trials arrive in.
 """
 
@@ -24,8 +26,11 @@ T = TypeVar("T", bound=Scored)
 
 
 def ranks(trial: Scored, status: str | None = "completed") -> bool:
-    """Whether the trial takes part: completed (when it has a status) with a finite fitness."""
+    """Whether the trial takes part: a search trial, completed (when it has a status), with a
+    finite fitness."""
     if status is not None and getattr(trial, "status", status) != status:
+        return False
+    if getattr(trial, "stage", "search") != "search":
         return False
     return trial.fitness is not None and math.isfinite(trial.fitness)
 

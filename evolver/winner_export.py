@@ -1,5 +1,7 @@
-"""Exporting a campaign's winner: the best completed trial whose weights are kept, to the formats
-the campaign asks for (default ONNX), parity-checked and recorded as artefacts.
+"""Exporting a campaign's winner to the formats the campaign asks for (default ONNX),
+parity-checked and recorded as artefacts. Once the confirmation stage has finished, the winner is
+the confirmed one and the model is its first completed retraining (no selection on any split);
+before that (or with `confirm: false`), the best search trial whose weights are kept.
 
 The export itself runs as a Ray task so that a TensorRT engine is built where a GPU is: with
 `engine` asked and a GPU in the cluster, the task first reserves one GPU through a placement group
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evolver.campaign import CampaignSpec
+from evolver.confirmation import build_report
 from evolver.ranking import ranked
 from evolver.run_folder import WEIGHTS_KIND, weights_artefact_name
 from evolver.store import ArtefactRecord, Store, TrialRecord
@@ -75,10 +78,15 @@ class _TaskOutcome:
 
 # --------------------------------------------------------------------------------- the winner
 def find_winner(store: Store, campaign_id: int) -> tuple[TrialRecord, ArtefactRecord]:
-    """The best completed trial (highest fitness, earliest on ties) whose weights artefact is
-    recorded and on disk, with that artefact."""
+    """The trial whose model is the campaign's, with its weights artefact (recorded and on disk):
+    the confirmed winner's first completed retraining, else the best search trial (highest
+    fitness, earliest on ties)."""
     weights = {a.name: a for a in store.artefacts(campaign_id) if a.kind == WEIGHTS_KIND}
-    completed = ranked(store.trials(campaign_id, statuses=("completed",)))
+    trials = store.trials(campaign_id)
+    spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
+    winner = build_report(spec, trials, campaign_ended=True).winner
+    retrainings = [] if winner is None else [t for t in trials if t.number in winner.trials]
+    completed = [t for t in retrainings if t.status == "completed"] + ranked(trials)
     for trial in completed:
         artefact = weights.get(weights_artefact_name(trial.number))
         if artefact is not None and Path(artefact.path).is_file():

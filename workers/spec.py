@@ -22,13 +22,15 @@ SYNTHETIC_DATA = "synthetic"  # TrialSpec.train.data value meaning "the built-in
 class TrialSpec:
     """One training to run: who it is (campaign, number, attempt), its hyperparameters, and how to
     train it. `train` is the whole training configuration (the campaign's, with this trial's seed
-    and folder); its `data` may be SYNTHETIC, and its `device` is the worker's to choose."""
+    and folder); its `data` may be SYNTHETIC, and its `device` is the worker's to choose. Training
+    validates on val every epoch whatever `split` says; only the final score moves to `split`."""
 
     campaign_id: int
     number: int
     attempt: int
     hyp: dict[str, float]
     train: TrainConfig
+    split: str = "val"  # the data split its final metrics are scored on (confirmation: test, usually)
 
     @property
     def key(self) -> tuple[int, int, int]:

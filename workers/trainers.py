@@ -135,14 +135,30 @@ class YoloTrialTrainer:
                 weights_path=str(best) if best.is_file() else None, stopped=True,
                 train_seconds=clock.seconds_since_start(),
             )
-        train_seconds = clock.seconds_since_start()
         metrics = final_metrics(finished[-1])  # the last epoch's, as YOLOv5's evolution scores
+        if spec.split != "val":  # a confirmation retraining: the final model scored on an unseen split
+            metrics = self._score(result.last, config, spec.split)
+        train_seconds = clock.seconds_since_start()
         return TrialOutcome(
             metrics=metrics, fitness=fitness(metrics, config.fitness_weights),
             epochs_done=result.epochs_completed,
             weights_path=str(result.weights) if Path(result.weights).is_file() else None,
             stopped=False, train_seconds=train_seconds,
         )
+
+
+    def _score(self, weights: Path, config: Any, split: str) -> dict[str, float]:
+        """METRIC_KEYS of the final epoch's model (last.pt) on `split`, validated as training
+        validates (same image size, batches, thresholds and loss)."""
+        from yolo.evaluate import evaluate_checkpoint
+
+        val = evaluate_checkpoint(weights, config.data, split, img_size=config.img_size,
+                                  batch_size=2 * config.batch_size, device=config.device,  # as training's val
+                                  fitness_weights=config.fitness_weights, workers=config.workers,
+                                  dataset_cache=self.dataset_cache)
+        m = val.metrics
+        losses = val.losses or (math.nan, math.nan, math.nan)
+        return {k: float(v) for k, v in zip(METRIC_KEYS, (m.precision, m.recall, m.map50, m.map, *losses))}
 
 
 def epoch_metrics(epoch_report: Any) -> dict[str, float]:

@@ -23,6 +23,7 @@ EXAMPLES = """\
   evolver train --device 0,1 --batch 64 --freeze 10   DDP on GPUs 0 and 1, backbone frozen
   evolver val --weights runs/train/exp/weights/best.pt --data coco128.yaml --img 320
   evolver val --weights a.pt b.pt --augment       ensemble of two models, with test-time augmentation
+  evolver val --weights best.pt --data data.yaml --split test   score the data yaml's test split
   evolver predict --weights best.pt --source images/ --img 640 --conf 0.25 --save-txt
   evolver prune --weights best.pt --amount 0.3   L1-prune conv weights, val before and after
   evolver train --data mydata.yaml --weights yolov5s.pt --epochs 10   fine-tune YOLOv5's weights
@@ -77,7 +78,8 @@ def _add_val(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-det", type=int, default=300)
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--split", default="val", choices=("train", "val"))
+    p.add_argument("--split", "--task", dest="split", default="val", choices=("train", "val", "test"),
+                   help="the data yaml's split to validate on (--task is YOLOv5 val.py's name for it)")
     p.add_argument("--augment", action="store_true", help="test-time augmentation (scales 1, 0.83, 0.67; mirror)")
 
 
@@ -197,15 +199,15 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _val_loader(data_path: str | None, split: str, img_size: int, batch_size: int, workers: int, hyp):
-    """(loader, data config) of a dataset split, letterboxed and rect-batched as val expects."""
-    from yolo.data import load_data_config, scan_dataset
-    from yolo.loader import DetectionDataset, create_dataloader
+    """(loader, data config) of a dataset split, read as training's validation reads it; a split
+    the yaml lacks is a ValueError, which `main` prints as one line."""
+    from yolo.data import load_data_config
+    from yolo.evaluate import split_loader
 
     data = load_data_config(data_path or _default_data())
-    index = scan_dataset(data.train if split == "train" else data.val, data.nc)
-    print(index.summary())
-    dataset = DetectionDataset(index, img_size, hyp, augment=False, rect=True, batch_size=batch_size, pad=0.5)
-    return create_dataloader(dataset, batch_size, shuffle=False, workers=workers, seed=0), data
+    loader, index = split_loader(data, split, img_size, batch_size, hyp, workers=workers)
+    print(f"{split}: {index.summary()}")
+    return loader, data
 
 
 def _metrics_line(result) -> str:
@@ -217,14 +219,14 @@ def _metrics_line(result) -> str:
 def run_val(args: argparse.Namespace) -> int:
     from yolo.device import select_device
     from yolo.ensemble import load_detector
-    from yolo.hyp import Hyperparameters
+    from yolo.evaluate import checkpoint_hyp
     from yolo.loss import DetectionLoss
     from yolo.metrics import ap_table
     from yolo.val import inference_copy, validate
 
     device = select_device(args.device)
     model, checkpoints = load_detector(args.weights, device, augment=args.augment)
-    hyp = Hyperparameters.from_dict(checkpoints[0].hyp) if checkpoints[0].hyp else Hyperparameters()
+    hyp = checkpoint_hyp(checkpoints[0])
     loader, data = _val_loader(args.data, args.split, args.img_size, args.batch_size, args.workers, hyp)
     # Val losses describe one model's plain forward pass: none for an ensemble or TTA.
     single = len(checkpoints) == 1 and not args.augment
@@ -256,14 +258,14 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_prune(args: argparse.Namespace) -> int:
     from yolo.checkpoint import load_model
     from yolo.device import select_device
-    from yolo.hyp import Hyperparameters
+    from yolo.evaluate import checkpoint_hyp
     from yolo.prune import conv_sparsity, prune_checkpoint, pruned_path
     from yolo.val import inference_copy, validate
 
     device = select_device(args.device)
     model, checkpoint = load_model(args.weights, device)
     img_size = args.img_size or int(checkpoint.train_config.get("img_size", 640))
-    hyp = Hyperparameters.from_dict(checkpoint.hyp) if checkpoint.hyp else Hyperparameters()
+    hyp = checkpoint_hyp(checkpoint)
     loader, data = _val_loader(args.data, "val", img_size, args.batch_size, args.workers, hyp)
     zeros, total = conv_sparsity(model)
     before = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device)

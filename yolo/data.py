@@ -22,20 +22,42 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 COORD_TOLERANCE = 0.01  # label coordinates this far outside [0, 1] are rounding, and get clipped
+SPLITS = ("train", "val", "test")  # what a data yaml may name; `test` is optional
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """A data yaml, resolved: `train` / `val` are the image files its sources list."""
+    """A data yaml, resolved: `train` / `val` / `test` are the image files its sources list.
+
+    `test` is optional (None when the yaml has none), as in YOLOv5: most datasets only have
+    train and val, so asking for the test split is where its absence becomes an error.
+    """
+    yaml_path: Path  # the file this came from, named in messages
     root: Path
     train: list[Path]
     val: list[Path]
+    test: list[Path] | None
     names: list[str]
     nc: int
 
+    def split_files(self, name: str) -> list[Path]:
+        """The image files of split `name` ("train", "val" or "test"). A split that is unknown or
+        missing is a one-line ValueError naming the yaml, which the CLI prints as it is."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r} (expected one of {', '.join(SPLITS)})")
+        files: list[Path] | None = getattr(self, name)
+        if files is None:
+            raise ValueError(f"{self.yaml_path} has no '{name}' split (add '{name}:' to it, naming its images "
+                             "as for 'val': a folder, a .txt list or images)")
+        return files
+
 
 def load_data_config(path: str | Path) -> DataConfig:
-    """Read a YOLOv5 data yaml (`path`, `train`, `val`, `names`, optional `nc`)."""
+    """Read a YOLOv5 data yaml (`path`, `train`, `val`, optional `test`, `names`, optional `nc`).
+
+    A `test` that is absent, null or empty is no test split; one that names nothing is an error
+    now, like `train` and `val`, rather than when someone first asks for it.
+    """
     yaml_path = Path(path)
     if not yaml_path.is_file():
         raise ValueError(f"data yaml not found: {yaml_path}")
@@ -44,8 +66,10 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise ValueError(f"{yaml_path}: a data yaml must be a mapping")
     root = _resolve_root(raw.get("path"), yaml_path)
     names = _parse_names(raw.get("names"), raw.get("nc"), yaml_path)
-    splits = {key: _image_files(raw, key, root, yaml_path) for key in ("train", "val")}
-    return DataConfig(root=root, train=splits["train"], val=splits["val"], names=names, nc=len(names))
+    train, val = (_image_files(raw, key, root, yaml_path) for key in ("train", "val"))
+    test = None if raw.get("test") in (None, "") else _image_files(raw, "test", root, yaml_path)
+    return DataConfig(yaml_path=yaml_path, root=root, train=train, val=val, test=test, names=names,
+                      nc=len(names))
 
 
 def _resolve_root(value: Any, yaml_path: Path) -> Path:
@@ -78,8 +102,8 @@ def _parse_names(names: Any, nc: Any, yaml_path: Path) -> list[str]:
 
 
 def _image_files(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]:
-    """Expand `train` / `val`: folders (recursively), .txt lists (a path a line, relative to
-    `root`), single images, or a list of those. Missing images in a list are left to the scan."""
+    """Expand a split: folders (recursively), .txt lists (a path a line, relative to `root`),
+    single images, or a list of those. Missing images in a list are left to the scan."""
     value = raw.get(key)
     if value is None:
         raise ValueError(f"{yaml_path}: '{key}' is missing")
@@ -87,7 +111,7 @@ def _image_files(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]
     if not items or not all(isinstance(v, str) for v in items):
         raise ValueError(f"{yaml_path}: '{key}' must be a path or a list of paths, got {value!r}")
     files: list[Path] = []
-    for src in (root / Path(v).expanduser() for v in items):  # an absolute path stays itself
+    for src in (_split_source(v, key, root, yaml_path) for v in items):
         suffix = src.suffix.lower()
         if src.is_dir():
             files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -100,6 +124,23 @@ def _image_files(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]
             problem = "does not exist" if not src.exists() else "is not a folder, .txt list or image"
             raise ValueError(f"{yaml_path}: '{key}' path {problem}: {src}")
     return files
+
+
+def _split_source(written: str, key: str, root: Path, yaml_path: Path) -> Path:
+    """Where one source of a split is: `root / written` (an absolute path stays itself).
+
+    Roboflow's YOLOv5 export puts data.yaml beside `train/ valid/ test/` yet writes
+    `train: ../train/images`; YOLOv5 and Ultralytics then try the path without the leading
+    `../`, and so do we, so such a download loads as it is. Neither existing is an error that
+    names the path as the user wrote it, and both places looked in.
+    """
+    src = root / Path(written).expanduser()
+    if src.exists() or not written.startswith("../"):
+        return src
+    fallback = root / written[len("../"):]
+    if fallback.exists():
+        return fallback
+    raise ValueError(f"{yaml_path}: '{key}' path does not exist: {written} (looked for {src} and {fallback})")
 
 
 def label_path(image: Path) -> Path:

@@ -4,6 +4,9 @@ It exists so that everything (tests, the embedded campaign, demos) can train wit
 data, and so that a short training actually learns: four shape classes with distinct colours,
 drawn filled, 8-45 % of the image side, never overlapping, with exact boxes measured from the
 drawn pixels. Generation is seeded per image, so the same arguments always give the same bytes.
+Besides train and val there is a test split: images no training or search looked at, to score a
+finished campaign's winner on. Adding it changed no train or val image (each split draws from its
+own seeds), so checkpoints trained on the earlier version saw the same data.
 
 A `SyntheticStyle` sets the look: `BASE_STYLE` is the dataset above; `SHIFTED_STYLE` draws the
 same four shapes in other colours, smaller, on darker and busier backgrounds: a new domain for
@@ -28,13 +31,14 @@ import yaml
 
 CLASS_NAMES = ("circle", "square", "triangle", "cross")
 CLASS_COLOURS_BGR = ((40, 40, 220), (50, 190, 50), (220, 90, 30), (30, 210, 230))  # red green blue yellow
-GENERATOR_VERSION = 1
+# 2: a test split (train and val bytes as in 1); a new version is a new cache folder and manifest.
+GENERATOR_VERSION = 2
 DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE = 512, 128, 256
 SIZE_RANGE = (0.08, 0.45)  # object side as a fraction of the image side
 MAX_OBJECTS = 6
 BACKGROUND_FRACTION = 0.08  # images with no object at all
 JPEG_QUALITY = 95
-_SPLIT_IDS = {"train": 0, "val": 1}
+_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}  # part of every image's seed: never renumber
 
 
 @dataclass(frozen=True)
@@ -78,16 +82,17 @@ class BuiltinDataset:
     n_train: int
     n_val: int
     img_size: int
+    n_test: int
 
     def folder_name(self) -> str:
         prefix = "shapes" if self.style == BASE_STYLE else f"shapes-{self.style.name}"
-        return f"{prefix}-v{GENERATOR_VERSION}-{self.n_train}-{self.n_val}-{self.img_size}"
+        return f"{prefix}-v{GENERATOR_VERSION}-{self.n_train}-{self.n_val}-{self.n_test}-{self.img_size}"
 
 
 BUILTIN_DATASETS = {
-    "synthetic": BuiltinDataset(BASE_STYLE, DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE),
+    "synthetic": BuiltinDataset(BASE_STYLE, DEFAULT_N_TRAIN, DEFAULT_N_VAL, DEFAULT_IMG_SIZE, n_test=DEFAULT_N_VAL),
     # Small and at the demo's 160 px, so a fine-tuning trial takes well under a minute on a CPU.
-    "synthetic-shifted": BuiltinDataset(SHIFTED_STYLE, 256, 64, 160),
+    "synthetic-shifted": BuiltinDataset(SHIFTED_STYLE, 256, 64, 160, n_test=64),
 }
 
 
@@ -98,19 +103,25 @@ def generate_synthetic_dataset(
     img_size: int = DEFAULT_IMG_SIZE,
     seed: int = 0,
     style: SyntheticStyle = BASE_STYLE,
+    *,
+    n_test: int | None = None,
 ) -> Path:
     """Write the dataset under `root` (owned by the generator) and return its data yaml.
+
+    `n_test` test images (None: as many as `n_val`; 0: no test split, and no `test:` in the yaml).
 
     A `manifest.json` records the arguments; when it matches, the existing dataset is reused.
     A folder that is neither empty nor a synthetic dataset is never overwritten. A lock file
     beside `root` keeps concurrent callers (several workers on one machine) from racing.
     """
     root = Path(root).expanduser().resolve()
+    n_test = n_val if n_test is None else n_test
     params = {"generator": "evolver-shapes", "version": GENERATOR_VERSION, "n_train": n_train,
-              "n_val": n_val, "img_size": img_size, "seed": seed, "style": dataclasses.asdict(style)}
+              "n_val": n_val, "n_test": n_test, "img_size": img_size, "seed": seed,
+              "style": dataclasses.asdict(style)}
     params = json.loads(json.dumps(params))  # tuples as lists: compares equal to the manifest read back
-    if min(n_train, n_val) < 1 or img_size < 32:
-        raise ValueError(f"need n_train, n_val >= 1 and img_size >= 32, got {params}")
+    if min(n_train, n_val) < 1 or n_test < 0 or img_size < 32:
+        raise ValueError(f"need n_train, n_val >= 1, n_test >= 0 and img_size >= 32, got {params}")
     yaml_path = root / "data.yaml"
     root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f".{root.name}.lock", "w") as lock:
@@ -122,9 +133,10 @@ def generate_synthetic_dataset(
         staging = root.parent / f".{root.name}.staging-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         try:  # build beside, then swap in: a crash never leaves a half dataset that looks whole
-            for split, count in (("train", n_train), ("val", n_val)):
-                _write_split(staging, split, count, img_size, seed, style)
-            _write_yaml(staging / "data.yaml")
+            for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
+                if count:
+                    _write_split(staging, split, count, img_size, seed, style)
+            _write_yaml(staging / "data.yaml", with_test=n_test > 0)
             (staging / "manifest.json").write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
             shutil.rmtree(root, ignore_errors=True)
             os.replace(staging, root)
@@ -157,7 +169,7 @@ def builtin_dataset(name: str, cache_root: Path | None = None) -> Path:
     spec = BUILTIN_DATASETS[name]
     base = Path(cache_root) if cache_root is not None else Path.home() / ".cache" / "evolver" / "synthetic"
     return generate_synthetic_dataset(base / spec.folder_name(), n_train=spec.n_train, n_val=spec.n_val,
-                                      img_size=spec.img_size, style=spec.style)
+                                      img_size=spec.img_size, style=spec.style, n_test=spec.n_test)
 
 
 def _read_manifest(root: Path) -> dict | None:
@@ -168,8 +180,9 @@ def _read_manifest(root: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("generator") == "evolver-shapes" else None
 
 
-def _write_yaml(path: Path) -> None:
+def _write_yaml(path: Path, with_test: bool) -> None:
     content = {"path": ".", "train": "images/train", "val": "images/val",
+               **({"test": "images/test"} if with_test else {}),
                "nc": len(CLASS_NAMES), "names": list(CLASS_NAMES)}
     header = "# Synthetic shapes (evolver): generated, do not edit. Paths relative to this file.\n"
     path.write_text(header + yaml.safe_dump(content, sort_keys=False), encoding="utf-8")

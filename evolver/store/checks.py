@@ -108,6 +108,12 @@ def json_document(value: object, what: str) -> dict:
         raise InvalidInput(f"{what} is not JSON-serialisable: {error}") from None
 
 
+def one_of(value: object, what: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidInput(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
 def trial_status(status: object) -> str:
     if status not in TRIAL_STATUSES:
         raise InvalidInput(f"unknown trial status {status!r}; expected one of {', '.join(TRIAL_STATUSES)}")

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .records import CAMPAIGN_STATUSES, TRIAL_STATUSES
+from .records import CAMPAIGN_STATUSES, TRIAL_STAGES, TRIAL_STATUSES
 
 # Deterministic constraint names: migrations, autogenerate and both dialects agree on them.
 NAMING_CONVENTION = {
@@ -50,6 +50,7 @@ def _in_list(column: str, values: tuple[str, ...]) -> str:
 
 CAMPAIGN_STATUS_CHECK = _in_list("status", CAMPAIGN_STATUSES)
 TRIAL_STATUS_CHECK = _in_list("status", TRIAL_STATUSES)
+TRIAL_STAGE_CHECK = _in_list("stage", TRIAL_STAGES)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -123,6 +124,7 @@ class Trial(Base):
         UniqueConstraint("campaign_id", "number"),
         CheckConstraint(TRIAL_STATUS_CHECK, name="status"),
         CheckConstraint("attempt >= 1", name="attempt"),
+        CheckConstraint(TRIAL_STAGE_CHECK, name="stage"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -142,6 +144,10 @@ class Trial(Base):
     epochs_done: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     weights_path: Mapped[str | None] = mapped_column(Text)
+    # "search" (bred by the searcher) or "confirm" (a retraining of a candidate with a fresh seed),
+    # and the data split its final metrics were scored on.
+    stage: Mapped[str] = mapped_column(String(16), server_default="search")
+    split: Mapped[str] = mapped_column(String(16), server_default="val")
 
 
 class TrialParam(Base):

@@ -13,6 +13,8 @@ from datetime import datetime
 TRIAL_STATUSES = ("pending", "running", "completed", "failed", "pruned", "cancelled")
 ACTIVE_TRIAL_STATUSES = ("pending", "running")
 FINISHED_TRIAL_STATUSES = ("completed", "failed", "pruned", "cancelled")
+TRIAL_STAGES = ("search", "confirm")  # bred by the searcher / a confirmation retraining
+DATA_SPLITS = ("train", "val", "test")
 CAMPAIGN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
@@ -74,6 +76,8 @@ class TrialRecord:
     epochs_done: int
     error: str | None
     weights_path: str | None
+    stage: str = "search"  # TRIAL_STAGES
+    split: str = "val"  # the split its final metrics were scored on
 
     @property
     def finished(self) -> bool:

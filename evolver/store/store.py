@@ -60,11 +60,13 @@ from .records import (
     ACTIVE_TRIAL_STATUSES,
     ArtefactRecord,
     CampaignRecord,
+    DATA_SPLITS,
     EpochRecord,
     FINISHED_TRIAL_STATUSES,
     GenerationRecord,
     ImportedParent,
     Placement,
+    TRIAL_STAGES,
     TrialRecord,
     TrialSummary,
 )
@@ -329,9 +331,11 @@ class Store:
 
     # ----------------------------------------------------------------------------- trials
     def add_trial(self, campaign_id: int, number: int, generation: int, hyp: dict, parents: Sequence[int],
-                  seed: int, *, running_on: Placement | None = None) -> TrialRecord:
+                  seed: int, *, running_on: Placement | None = None, stage: str = "search",
+                  split: str = "val") -> TrialRecord:
         """Insert a pending trial (attempt 1), or with `running_on` one already running there:
-        breeding and dispatch in one transaction.
+        breeding and dispatch in one transaction. `stage`: "search" or "confirm" (a retraining
+        of a candidate), `split`: the data split its final metrics are scored on.
 
         If the trial already exists nothing is written and the stored trial is returned: on a
         resume the stored hyperparameters are the truth, whatever the caller bred this time.
@@ -341,6 +345,8 @@ class Store:
         hyp = checks.hyperparameters(hyp)
         parent_numbers = checks.parents(parents)
         seed = checks.integer(seed, "seed")
+        stage = checks.one_of(stage, "stage", TRIAL_STAGES)
+        split = checks.one_of(split, "split", DATA_SPLITS)
         if running_on is None:
             placement = {"status": "pending", "worker": None, "node_id": None, "node_ip": None, "gpu_id": None,
                          "started_at": None}
@@ -350,7 +356,7 @@ class Store:
             self._require_campaign(conn, campaign_id)
             trial_id = conn.execute(_INSERT_TRIAL[conn.dialect.name], {
                 "campaign_id": campaign_id, "number": number, "generation": generation, **placement,
-                "attempt": 1, "seed": seed, "epochs_done": 0}).scalar()
+                "attempt": 1, "seed": seed, "epochs_done": 0, "stage": stage, "split": split}).scalar()
             if trial_id is None:  # stored already (its number's unique key said so): nothing written
                 return _load_trials(conn, campaign_id, number=number)[0]
             _insert_rows(conn, insert(PARAMS), [{"trial_id": trial_id, "name": k, "value": v} for k, v in hyp.items()])
@@ -359,7 +365,7 @@ class Store:
         return TrialRecord(
             campaign_id=campaign_id, number=number, generation=generation, attempt=1,
             hyp=dict(hyp), parents=parent_numbers, seed=seed, **placement, ended_at=None, metrics={}, fitness=None,
-            epochs_done=0, error=None, weights_path=None)
+            epochs_done=0, error=None, weights_path=None, stage=stage, split=split)
 
     def start_trial(self, campaign_id: int, number: int, attempt: int, placement: Placement, *,
                     started_at: datetime | float | None = None) -> bool:
@@ -497,8 +503,8 @@ class Store:
         where = [] if campaign_id is None else [TRIALS.c.campaign_id == campaign_id]
         by_status = select(TRIALS.c.campaign_id, TRIALS.c.status, func.count()).where(*where).group_by(
             TRIALS.c.campaign_id, TRIALS.c.status)
-        best = select(TRIALS.c.campaign_id, func.max(TRIALS.c.fitness)).where(
-            TRIALS.c.status == "completed", *where).group_by(TRIALS.c.campaign_id)
+        best = select(TRIALS.c.campaign_id, func.max(TRIALS.c.fitness)).where(  # the search's raw best
+            TRIALS.c.status == "completed", TRIALS.c.stage == "search", *where).group_by(TRIALS.c.campaign_id)
         spans = select(TRIALS.c.campaign_id, func.min(TRIALS.c.started_at), func.max(TRIALS.c.ended_at)).where(
             TRIALS.c.status.in_(FINISHED_TRIAL_STATUSES), *where).group_by(TRIALS.c.campaign_id)
         fields: dict[int, dict] = {}
@@ -704,7 +710,8 @@ def _load_trials(conn: Connection, campaign_id: int, *, number: int | None = Non
         parents=tuple(parent for (parent,) in parents.get(row.id, ())), seed=row.seed, worker=row.worker,
         node_id=row.node_id, node_ip=row.node_ip, gpu_id=row.gpu_id, started_at=row.started_at,
         ended_at=row.ended_at, metrics={name: _float_or_nan(value) for name, value in metrics.get(row.id, ())},
-        fitness=row.fitness, epochs_done=row.epochs_done, error=row.error, weights_path=row.weights_path)
+        fitness=row.fitness, epochs_done=row.epochs_done, error=row.error, weights_path=row.weights_path,
+        stage=row.stage, split=row.split)
         for row in rows]
 
 

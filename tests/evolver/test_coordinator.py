@@ -24,6 +24,9 @@ FAST = CoordinatorSettings(poll_seconds=0.2, progress_seconds=0.2, control_secon
 
 
 def make_campaign(tmp_path, **fields) -> tuple[Store, int]:
+    """A stored campaign; without the confirmation stage unless `confirm` is given (most tests here
+    count the search's trials; tests/evolver/test_confirmation.py covers the stage)."""
+    fields.setdefault("confirm", False)
     store = Store.open(Store.sqlite_url(tmp_path / "evolver.db"))
     spec = CampaignSpec(**fields)
     run_dir = tmp_path / spec.name
@@ -81,6 +84,28 @@ def test_small_real_campaign_completes(local_ray, tiny_synthetic, tmp_path):
     assert len(kept) == 3
     on_disk = sorted(run_dir.glob("trials/*/weights/*.pt"))
     assert sorted(a.path for a in kept) == sorted(str(p) for p in on_disk)  # the rest were deleted
+
+
+def test_small_real_campaign_confirms_on_the_test_split(local_ray, tiny_synthetic, tmp_path):
+    from evolver.confirmation import build_report
+
+    store, cid = make_campaign(tmp_path, name="sure", data=str(tiny_synthetic), epochs=1, img_size=64,
+                               batch_size=16, generations=2, population=2, cpu_workers=2,
+                               confirm={"top_k": 1, "seeds": 2, "epochs": 2})
+    outcome = run(store, cid)
+    trials = store.trials(cid)
+    retrainings = [t for t in trials if t.stage == "confirm"]
+    assert outcome.status == "completed" and len(trials) == 4 + 4, outcome
+    assert all(t.status == "completed" and t.split == "test" and t.epochs_done == 2 for t in retrainings)
+    for t in retrainings:  # training validated on val every epoch; the final score is the test split's
+        last_val_epoch = store.epochs(cid, t.number)[-1]
+        assert t.fitness != pytest.approx(last_val_epoch.fitness, abs=1e-9) or t.fitness == 0.0
+    report = build_report(CampaignSpec.model_validate(store.campaign(cid).spec), trials, campaign_ended=True)
+    assert report.state == "confirmed" and report.split == "test" and len(report.candidates) == 2
+    winner = report.winner
+    assert "confirmation: confirmed" in (tmp_path / "sure" / "hyp_evolved.yaml").read_text()
+    onnx = [a for a in store.artefacts(cid) if a.kind == "onnx"]  # the model exported is a retraining's
+    assert len(onnx) == 1 and onnx[0].trial_number == min(winner.trials)
 
 
 def test_sync_waits_for_each_generation_and_seed_repeats(local_ray, tmp_path):

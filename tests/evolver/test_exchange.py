@@ -9,6 +9,7 @@ from evolver.exchange import (
     EVOLVE_CSV_METRICS,
     read_evolve_csv,
     write_evolve_csv,
+    metrics_text,
     write_hyp_evolved,
 )
 from yolo.hyp import Hyperparameters
@@ -88,21 +89,22 @@ def test_write_evolve_csv_rejects_incomplete_rows(tmp_path):
 def test_hyp_evolved_loads_into_yolov5_keys(tmp_path):
     path = tmp_path / "runs" / "hyp_evolved.yaml"
     hyp = {**BASE, "lr0": 0.00123, "weight_decay": 1e-05, "anchors": 3.42}
-    write_hyp_evolved(path, hyp, campaign="coco\nsweep", trial=17, generation=8, fitness=0.41234,
-                      metrics=METRICS, trials_done=40)
+    write_hyp_evolved(path, hyp, campaign="coco\nsweep",
+                      summary=["Best: trial 17, generation 8, fitness 0.41234 (40 trials\nfinished)",
+                               f"Metrics: {metrics_text(METRICS)}"])
     text = path.read_text()
     comments = [line for line in text.splitlines() if line.startswith("#")]
     header = "\n".join(comments)
     assert "generation 8" in header and "trial 17" in header and "fitness 0.41234" in header
     assert "metrics/mAP_0.5:0.95 0.31416" in header and "metrics/precision 0.61235" in header
-    assert "40 trials" in header and "coco sweep" in header
+    assert "40 trials finished" in header and "coco sweep" in header  # a newline cannot end a comment
     loaded = yaml.safe_load(text)
     assert list(loaded) == Hyperparameters.keys()
     assert all(isinstance(value, float) for value in loaded.values())
     assert Hyperparameters.from_dict(loaded).to_dict() == hyp
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o644)
     # Rewriting replaces the file whole.
-    write_hyp_evolved(path, BASE, campaign="c", trial=0, generation=0, fitness=0.1, metrics=METRICS, trials_done=1)
+    write_hyp_evolved(path, BASE, campaign="c", summary=["base"])
     assert yaml.safe_load(path.read_text()) == BASE
     assert sorted(p.name for p in path.parent.iterdir()) == ["hyp_evolved.yaml"]
 

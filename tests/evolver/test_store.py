@@ -55,7 +55,7 @@ def test_migrated_schema_matches_models(store):
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     assert TABLES <= names
     assert diff == []
-    assert version == "0002"
+    assert version == "0003"
 
 
 def test_reopen_keeps_data_and_migrates_idempotently(store_url):

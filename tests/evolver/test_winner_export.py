@@ -31,7 +31,7 @@ def finished_campaign(local_ray, tiny_synthetic, tmp_path_factory) -> tuple[Path
     db = root / "evolver.db"
     with Store.open(Store.sqlite_url(db)) as store:
         spec = CampaignSpec(name="win", data=str(tiny_synthetic), epochs=1, img_size=64, batch_size=16,
-                            generations=2, population=1, cpu_workers=1)
+                            generations=2, population=1, cpu_workers=1, confirm=False)
         cid = store.create_campaign(spec.name, spec.to_json_dict(), str(root / "win"))
         pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=1)
         try:

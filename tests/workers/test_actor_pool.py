@@ -183,7 +183,7 @@ def test_a_node_joining_mid_campaign_gets_trials(ray_for_tests, tmp_path):
 
     ray_for_tests.start_cluster(num_cpus=1, num_gpus=1)
     store = Store.open(Store.sqlite_url(tmp_path / "evolver.db"))
-    spec = CampaignSpec(name="join", trainer="sleep", epochs=1, generations=40, population=1)
+    spec = CampaignSpec(name="join", trainer="sleep", epochs=1, generations=40, population=1, confirm=False)
     cid = store.create_campaign(spec.name, spec.to_json_dict(), str(tmp_path / "join"))
     pool = WorkerPool(trainer=SleepTrialTrainer(0.4, 0.6))
     settings = CoordinatorSettings(poll_seconds=0.1, grow_seconds=0.3, progress=False)

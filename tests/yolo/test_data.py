@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -153,6 +155,100 @@ def test_coco128_loads_and_scans():
     assert cfg.nc == 80 and cfg.names[0] == "person" and len(cfg.train) == 128
     index = scan_dataset(cfg.train[:16], cfg.nc)
     assert index.summary().startswith("16 images,") and index.skipped_images == 0
+
+
+# ---------------------------------------------------------------- the test split, Roboflow's layout
+
+
+@pytest.mark.parametrize("test_line", ["", "test:\n", "test: ''\n", "test: null\n"])
+def test_no_test_split_is_none_and_asking_for_it_names_the_yaml(clean: Path, test_line: str):
+    path = write_yaml(clean.parent, "path: .\ntrain: images/train\nval: images/train\n" + test_line + "names: [a]\n")
+    cfg = load_data_config(path)
+    assert cfg.test is None and cfg.yaml_path == path
+    assert cfg.split_files("train") == cfg.train and cfg.split_files("val") == cfg.val
+    with pytest.raises(ValueError, match="^" + re.escape(f"{path} has no 'test' split (add 'test:' to it")) as err:
+        cfg.split_files("test")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match=re.escape("unknown split 'valid' (expected one of train, val, test)")):
+        cfg.split_files("valid")
+
+
+def test_test_split_reads_like_train_and_val(messy: Path):
+    root = messy.parent
+    (root / "lists" / "test.txt").write_text("images/train/a.png\n")
+    path = write_yaml(root, "path: .\ntrain: images/train\nval: images/train\n"
+                            "test: [lists/test.txt, images/train/bad.png]\nnames: [cat, dog]\n")
+    cfg = load_data_config(path)
+    assert cfg.split_files("test") == cfg.test == [root.resolve() / "images/train/a.png",
+                                                   root.resolve() / "images/train/bad.png"]
+    with pytest.raises(ValueError, match="'test' path does not exist: .*images/nope"):
+        load_data_config(write_yaml(root, "train: images/train\nval: images/train\ntest: images/nope\nnames: [a]\n"))
+
+
+ROBOFLOW_SPLITS = {"train": 3, "valid": 2, "test": 2}  # folder: images
+ROBOFLOW_YAML = """train: ../train/images
+val: ../valid/images
+test: ../test/images
+
+nc: 4
+names: ['circle', 'square', 'triangle', 'cross']
+
+roboflow:
+  workspace: someone
+  project: shapes
+  version: 1
+  license: CC BY 4.0
+  url: https://universe.roboflow.com/someone/shapes/dataset/1
+"""
+
+
+@pytest.fixture
+def roboflow(tmp_path: Path) -> Path:
+    """A dataset as Roboflow's "YOLOv5 PyTorch" export unzips: data.yaml beside train/ valid/ test/,
+    each with images/ and labels/, and split paths written as `../<split>/images`."""
+    from yolo.synthetic import render_image
+
+    root = tmp_path / "shapes.v1i.yolov5pytorch"
+    for number, (folder, count) in enumerate(ROBOFLOW_SPLITS.items()):
+        (root / folder / "images").mkdir(parents=True)
+        (root / folder / "labels").mkdir(parents=True)
+        for i in range(count):
+            img, rows = render_image(np.random.default_rng([7, number, i]), 64)
+            stem = f"shape{i}_png.rf.{number}{i:030d}"
+            cv2.imwrite(str(root / folder / "images" / f"{stem}.jpg"), img)
+            (root / folder / "labels" / f"{stem}.txt").write_text(
+                "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in rows))
+    return write_yaml(root, ROBOFLOW_YAML)
+
+
+def test_roboflow_export_loads_with_all_three_splits(roboflow: Path):
+    cfg = load_data_config(roboflow)
+    root = roboflow.parent.resolve()
+    assert cfg.root == root and cfg.names == ["circle", "square", "triangle", "cross"]
+    for split, folder in (("train", "train"), ("val", "valid"), ("test", "test")):
+        files = cfg.split_files(split)
+        assert len(files) == ROBOFLOW_SPLITS[folder] and all(f.parent == root / folder / "images" for f in files)
+        index = scan_dataset(files, cfg.nc)
+        assert len(index) == len(files) and index.dropped_labels == 0
+        assert all(label_path(r.path).is_file() for r in index.records)  # labels/ beside images/
+    assert sum(len(r.labels) for r in scan_dataset(cfg.test, cfg.nc).records) > 0
+
+
+def test_roboflow_path_as_written_wins_when_it_exists(roboflow: Path):
+    outside = roboflow.parent.parent / "train" / "images"  # what `../train/images` names literally
+    outside.mkdir(parents=True)
+    cv2.imwrite(str(outside / "elsewhere.png"), np.zeros((8, 8, 3), np.uint8))
+    cfg = load_data_config(roboflow)
+    assert [p.name for p in cfg.train] == ["elsewhere.png"] and len(cfg.val) == ROBOFLOW_SPLITS["valid"]
+
+
+def test_roboflow_split_missing_in_both_places_names_the_path_as_written(roboflow: Path):
+    shutil.rmtree(roboflow.parent / "test")
+    with pytest.raises(ValueError) as err:
+        load_data_config(roboflow)
+    message = str(err.value)
+    assert message.startswith(f"{roboflow}: 'test' path does not exist: ../test/images (looked for ")
+    assert str(roboflow.parent / "test" / "images") in message and "\n" not in message
 
 
 # ---------------------------------------------------------------- scanning

@@ -12,7 +12,8 @@ import pytest
 from yolo.boxes import xywhn2xyxy
 from yolo.data import load_data_config, scan_dataset
 from yolo.synthetic import (
-    BASE_STYLE, BUILTIN_DATASETS, CLASS_NAMES, DEFAULT_N_TRAIN, DEFAULT_N_VAL, SHIFTED_STYLE, SIZE_RANGE,
+    BASE_STYLE, BUILTIN_DATASETS, CLASS_NAMES, DEFAULT_N_TRAIN, DEFAULT_N_VAL, GENERATOR_VERSION, SHIFTED_STYLE,
+    SIZE_RANGE,
     SyntheticStyle, builtin_dataset, default_synthetic_dataset, generate_synthetic_dataset,
 )
 
@@ -31,7 +32,7 @@ def small(tmp_path_factory) -> Path:
 def test_same_seed_same_bytes_other_seed_other_bytes(small: Path, tmp_path: Path):
     again = generate_synthetic_dataset(tmp_path / "again", **SMALL)
     first, second = all_bytes(small.parent), all_bytes(again.parent)
-    assert len(first) == 2 * (12 + 4) + 2 and first == second
+    assert len(first) == 2 * (12 + 4 + 4) + 2 and first == second  # test split: as many as val
     other = generate_synthetic_dataset(tmp_path / "other", **{**SMALL, "seed": 4})
     assert all_bytes(other.parent)["images/train/00000.jpg"] != first["images/train/00000.jpg"]
 
@@ -39,8 +40,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(small: Path, tmp_path: Path
 def test_yaml_loads_and_labels_are_clean(small: Path):
     cfg = load_data_config(small)
     assert cfg.names == list(CLASS_NAMES) and cfg.nc == 4 and len(cfg.train) == 12 and len(cfg.val) == 4
-    index = scan_dataset(cfg.train + cfg.val, cfg.nc)
-    assert index.skipped_images == 0 and index.dropped_labels == 0 and len(index) == 16
+    assert cfg.test is not None and len(cfg.test) == 4 and all(p.parent.name == "test" for p in cfg.test)
+    index = scan_dataset(cfg.train + cfg.val + cfg.test, cfg.nc)
+    assert index.skipped_images == 0 and index.dropped_labels == 0 and len(index) == 20
     assert all(r.shape == (128, 128) for r in index.records)
 
 
@@ -64,6 +66,25 @@ def test_label_boxes_match_the_drawn_shapes(small: Path):
     assert checked >= 12
 
 
+def test_test_split_leaves_train_and_val_as_they_were(small: Path, tmp_path: Path):
+    """Checkpoints (examples/yolov5n-shapes.pt) were trained on train/val made before the test
+    split existed: each image's seed includes its split, so a test split must not move them."""
+    without = generate_synthetic_dataset(tmp_path / "without", **SMALL, n_test=0)
+    assert load_data_config(without).test is None and not (without.parent / "images" / "test").exists()
+    with_test, plain = all_bytes(small.parent), all_bytes(without.parent)
+
+    def train_and_val(files: dict[str, bytes]) -> dict[str, bytes]:
+        return {k: v for k, v in files.items() if k.split("/")[1:2] in (["train"], ["val"])}
+
+    assert len(train_and_val(plain)) == 2 * (12 + 4) and train_and_val(with_test) == train_and_val(plain)
+    assert "test: images/test" in with_test["data.yaml"].decode() and "test:" not in plain["data.yaml"].decode()
+    assert with_test["images/test/00000.jpg"] not in (with_test["images/val/00000.jpg"],
+                                                      with_test["images/train/00000.jpg"])
+    larger = generate_synthetic_dataset(tmp_path / "larger", **SMALL, n_test=7)
+    assert len(load_data_config(larger).test) == 7
+    assert all_bytes(larger.parent)["images/test/00003.jpg"] == with_test["images/test/00003.jpg"]
+
+
 def test_reuse_regenerate_and_refuse(small: Path, tmp_path: Path):
     stamp = small.stat().st_mtime_ns
     assert generate_synthetic_dataset(small.parent, **SMALL) == small and small.stat().st_mtime_ns == stamp
@@ -81,6 +102,7 @@ def test_reuse_regenerate_and_refuse(small: Path, tmp_path: Path):
 def test_default_dataset_has_the_intended_mix(tmp_path: Path):
     cfg = load_data_config(default_synthetic_dataset(tmp_path))
     assert len(cfg.train) == DEFAULT_N_TRAIN and len(cfg.val) == DEFAULT_N_VAL
+    assert len(cfg.test) == BUILTIN_DATASETS["synthetic"].n_test == DEFAULT_N_VAL
     index = scan_dataset(cfg.train, cfg.nc)
     counts = np.array([len(r.labels) for r in index.records])
     labels = np.concatenate([r.labels for r in index.records])
@@ -152,6 +174,9 @@ def test_builtin_datasets_by_name(tmp_path: Path):
     assert set(BUILTIN_DATASETS) >= {"synthetic", "synthetic-shifted"}
     assert BUILTIN_DATASETS["synthetic-shifted"].style == SHIFTED_STYLE
     assert BUILTIN_DATASETS["synthetic-shifted"].folder_name() != BUILTIN_DATASETS["synthetic"].folder_name()
+    assert BUILTIN_DATASETS["synthetic"].folder_name() == f"shapes-v{GENERATOR_VERSION}-512-128-128-256"
+    shifted = load_data_config(builtin_dataset("synthetic-shifted", tmp_path))
+    assert (len(shifted.train), len(shifted.val), len(shifted.test)) == (256, 64, 64)
     with pytest.raises(ValueError, match="unknown built-in dataset"):
         builtin_dataset("synthetic-elsewhere", tmp_path)
     with pytest.raises(ValueError, match="class colours"):

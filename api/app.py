@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from api.body_limit import BodyLimitMiddleware
 from api.read_cache import ReadCacheMiddleware
 from api.launcher import Launcher, RayJobLauncher
-from api.routes import campaigns, downloads, health, pages
+from api.routes import campaigns, confirmation, downloads, health, pages
 from api.settings import ApiSettings
 from evolver.campaign import CampaignSpec
 from evolver.store import Store
@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = 
                   description="Evolve YOLO training hyperparameters with YOLOv5's genetic algorithm on Ray.")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ReadCacheMiddleware, ttl=settings.read_cache_seconds)
-    for module in (campaigns, downloads, health, pages):
+    for module in (campaigns, confirmation, downloads, health, pages):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)
     return app

@@ -54,7 +54,7 @@ def campaign_list_page(root: str = "") -> str:
 <p id="list-error" class="error" hidden></p>
 <table id="campaigns" class="grid">
   <thead><tr><th>#</th><th>name</th><th>status</th><th>progress</th><th>running</th>
-  <th>best fitness</th><th>created</th></tr></thead>
+  <th>search's raw best</th><th>created</th></tr></thead>
   <tbody><tr><td colspan="7" class="muted">loading…</td></tr></tbody>
 </table>
 
@@ -87,8 +87,21 @@ def campaign_page(campaign_id: int, root: str = "") -> str:
   <p id="message" class="result" role="status" hidden></p>
 </section>
 
+<section id="confirmation" class="panel">
+  <h2>Confirmation</h2>
+  <p id="confirm-state" class="confirm-state muted">loading…</p>
+  <p id="confirm-warning" class="warning" role="note" hidden></p>
+  <div id="confirm-chart" class="chart confirm-chart" hidden></div>
+  <table id="confirm-table" class="grid" hidden>
+    <thead><tr><th>candidate</th><th>search fitness</th><th>confirmed fitness (mean ± SE)</th>
+    <th>retrainings</th><th>optimism</th></tr></thead>
+    <tbody></tbody>
+  </table>
+  <p id="confirm-figures" class="muted"></p>
+</section>
+
 <section class="panel">
-  <h2>Fitness per generation</h2>
+  <h2>Search fitness per generation</h2>
   <div id="fitness-chart" class="chart"></div>
 </section>
 
@@ -109,6 +122,7 @@ def campaign_page(campaign_id: int, root: str = "") -> str:
     <thead><tr>
       <th data-key="number" aria-sort="ascending"><button type="button">#</button></th>
       <th data-key="generation"><button type="button">generation</button></th>
+      <th data-key="stage"><button type="button">stage</button></th>
       <th data-key="status"><button type="button">status</button></th>
       <th data-key="fitness"><button type="button">fitness</button></th>
       <th data-key="worker"><button type="button">worker</button></th>

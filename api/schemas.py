@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
+from evolver.campaign import ConfirmSpec
+from evolver.confirmation import CandidateResult, ConfirmationReport
 from evolver.store import ArtefactRecord, CampaignRecord, EpochRecord, GenerationRecord, TrialRecord, TrialSummary
 
 
@@ -35,6 +37,7 @@ class CampaignLinks(BaseModel):
     view: str
     generations: str
     trials: str
+    confirmation: str
     hyp_evolved: str
     evolve_csv: str
 
@@ -42,7 +45,8 @@ class CampaignLinks(BaseModel):
     def of(cls, campaign_id: int) -> CampaignLinks:
         base = f"/campaigns/{campaign_id}"
         return cls(self=base, view=f"{base}/view", generations=f"{base}/generations", trials=f"{base}/trials",
-                   hyp_evolved=f"{base}/hyp_evolved.yaml", evolve_csv=f"{base}/evolve.csv")
+                   confirmation=f"{base}/confirmation", hyp_evolved=f"{base}/hyp_evolved.yaml",
+                   evolve_csv=f"{base}/evolve.csv")
 
 
 class CampaignSummary(BaseModel):
@@ -50,7 +54,9 @@ class CampaignSummary(BaseModel):
     name: str
     status: str
     created_at: datetime
-    trials_total: int
+    trials_total: int = Field(description="the search's trials plus the most retrainings its confirmation "
+                                          "stage may add (it adds fewer when the search found fewer distinct "
+                                          "candidates)")
     trials_finished: int
     trials_running: int
     best_fitness: float | None
@@ -60,9 +66,10 @@ class CampaignSummary(BaseModel):
     def summary_fields(cls, record: CampaignRecord, counts: TrialSummary) -> dict[str, Any]:
         generations = record.spec.get("generations", 0)
         population = record.spec.get("population", 1)
+        confirm = ConfirmSpec.model_validate(record.spec.get("confirm", {}))
         return {
             "id": record.id, "name": record.name, "status": record.status, "created_at": _utc(record.created_at),
-            "trials_total": int(generations) * int(population),
+            "trials_total": int(generations) * int(population) + confirm.trials(),
             "trials_finished": counts.finished, "trials_running": counts.by_status.get("running", 0),
             "best_fitness": finite(counts.best_fitness),
             "links": CampaignLinks.of(record.id),
@@ -118,6 +125,8 @@ class GenerationOut(BaseModel):
 class TrialOut(BaseModel):
     number: int
     generation: int
+    stage: Literal["search", "confirm"] = Field(description="bred by the search, or a confirmation retraining")
+    split: Literal["train", "val", "test"] = Field(description="the data split its final metrics were scored on")
     status: str
     attempt: int
     fitness: float | None
@@ -142,7 +151,8 @@ class TrialOut(BaseModel):
             duration = max(0.0, ((ended or now) - started).total_seconds()) if (ended or record.status == "running") \
                 else None
         return {
-            "number": record.number, "generation": record.generation, "status": record.status,
+            "number": record.number, "generation": record.generation, "stage": record.stage,
+            "split": record.split, "status": record.status,
             "attempt": record.attempt, "fitness": finite(record.fitness), "metrics": finite_dict(record.metrics),
             "hyp": dict(record.hyp), "parents": list(record.parents), "worker": record.worker,
             "node_ip": record.node_ip, "gpu_id": record.gpu_id, "started_at": started, "ended_at": ended,
@@ -172,6 +182,74 @@ class EpochOut(BaseModel):
 
 class TrialDetail(TrialOut):
     epochs: list[EpochOut]
+
+
+class CandidateOut(BaseModel):
+    """One candidate of the confirmation stage: the base, or the best search trial of a distinct
+    set of hyperparameters, with its search fitness beside what fresh seeds made of it."""
+
+    label: str = Field(description='"base" or "trial N" (N: the search trial it comes from)')
+    is_base: bool
+    source_trial: int | None = Field(description="the search trial it comes from (base: its best base trial)")
+    search_fitness: float | None = Field(description="that search trial's fitness: one draw, on the split "
+                                                     "that selected it")
+    hyp: dict[str, float]
+    fitnesses: list[float | None] = Field(description="fitness of each completed retraining, on the "
+                                                      "confirmation split")
+    mean: float | None
+    se: float | None = Field(description="standard error of the mean (null below 2 retrainings)")
+    n: int = Field(description="completed retrainings")
+    planned: int = Field(description="retrainings it gets (one per fresh seed)")
+    optimism: float | None = Field(description="search fitness - confirmed mean")
+    trials: list[int] = Field(description="numbers of its retraining trials (any status)")
+
+    @classmethod
+    def of(cls, result: CandidateResult) -> CandidateOut:
+        c = result.candidate
+        return cls(label=c.label, is_base=c.is_base, source_trial=c.source_trial,
+                   search_fitness=finite(c.search_fitness), hyp=dict(c.hyp),
+                   fitnesses=[finite(f) for f in result.fitnesses], mean=finite(result.mean), se=finite(result.se),
+                   n=result.n, planned=result.planned, optimism=finite(result.optimism), trials=list(result.trials))
+
+
+class ConfirmationOut(BaseModel):
+    """`GET /campaigns/{id}/confirmation`: the campaign's answer as a mean over fresh seeds on an
+    unseen split (evolver/confirmation.py). Only a "confirmed" state has a winner; in every other
+    state the search's best trial is a single noisy draw, not a confirmed figure."""
+
+    campaign_id: int
+    state: Literal["off", "confirming", "confirmed", "not confirmed"]
+    split: str = Field(description="the split the retrainings are scored on")
+    split_selected: bool = Field(description="true when that is val, the split that also selected them")
+    epochs: int = Field(description="epochs of each retraining")
+    seeds: int = Field(description="fresh training seeds per candidate")
+    candidates: list[CandidateOut] = Field(description="the base first, then by search rank (empty until the "
+                                                       "search has finished)")
+    winner: str | None = Field(description="label of the best confirmed mean; only when confirmed")
+    base_mean: float | None
+    base_se: float | None
+    difference_se: float | None = Field(description="(winner mean - base mean) in standard errors")
+    spearman: float | None = Field(description="rank agreement of search fitness and confirmed mean")
+    raw_best: str | None = Field(description="label of the search's best trial among the candidates")
+    raw_best_optimism: float | None = Field(description="its search fitness - its confirmed mean")
+    cost_share: float | None = Field(description="the retrainings' share of the campaign's worker-seconds")
+    search_seconds: float
+    confirm_seconds: float
+    summary: list[str] = Field(description="the figures in words, as `evolver best` prints them")
+
+    @classmethod
+    def of(cls, campaign_id: int, report: ConfirmationReport) -> ConfirmationOut:
+        winner, base, raw_best = report.winner, report.base, report.raw_best
+        return cls(
+            campaign_id=campaign_id, state=report.state, split=report.split, split_selected=report.split_selected,
+            epochs=report.epochs, seeds=report.seeds, candidates=[CandidateOut.of(c) for c in report.candidates],
+            winner=None if winner is None else winner.candidate.label,
+            base_mean=None if base is None else finite(base.mean), base_se=None if base is None else finite(base.se),
+            difference_se=finite(report.difference_se), spearman=finite(report.spearman),
+            raw_best=None if raw_best is None else raw_best.candidate.label,
+            raw_best_optimism=None if raw_best is None else finite(raw_best.optimism),
+            cost_share=finite(report.cost_share), search_seconds=report.search_seconds,
+            confirm_seconds=report.confirm_seconds, summary=report.summary_lines())
 
 
 class Health(BaseModel):

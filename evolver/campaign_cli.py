@@ -74,7 +74,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cancel", help="stop a campaign: no new trials, running ones stop within seconds")
     p.add_argument("campaign", type=int)
     _add_db(p)
-    p = sub.add_parser("best", help="the best trial: metrics, hyperparameters, weights")
+    p = sub.add_parser("best", help="the answer: the confirmed winner (else the search's best trial, not "
+                                    "confirmed), its figures, hyperparameters and weights")
     p.add_argument("campaign", type=int)
     _add_db(p)
     p = sub.add_parser("import-csv", help="seed a campaign's parents from a YOLOv5 evolve.csv")
@@ -111,6 +112,7 @@ def _create(store, spec_path: str, project: str) -> int:
 
     spec = CampaignSpec.from_yaml(spec_path)
     spec.check_files()
+    spec.check_data()  # a split that points at nothing fails now, not in every trial
     spec.base_hyp()  # a bad hyp_file fails now, before anything is stored
     run_dir = _fresh_run_dir(project, spec.name)
     campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(run_dir))
@@ -153,27 +155,32 @@ def create_campaign(args: argparse.Namespace) -> int:
 
 def show_status(args: argparse.Namespace) -> int:
     from evolver.campaign import CampaignSpec
+    from evolver.confirmation import campaign_report
 
     with _open_store(args) as store:
         if args.campaign is None:
-            print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'best':>9}")
+            print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'raw best':>9}  confirmation")
             for c in store.campaigns():
+                spec = CampaignSpec.model_validate(c.spec)
                 trials = store.trials(c.id)
                 done = sum(t.finished for t in trials)
-                total = CampaignSpec.model_validate(c.spec).total_trials
-                best = best_of(trials)
+                total = spec.total_trials + spec.confirm.trials()
+                best = best_of(trials)  # the search's raw best: labelled by the confirmation's state
                 print(f"{c.id:>4} {c.name:<24} {c.status:<10} {done:>5}/{total:<5} "
-                      f"{'-' if best is None else f'{best.fitness:.5f}':>9}")
+                      f"{'-' if best is None else f'{best.fitness:.5f}':>9}  {campaign_report(c, trials).state}")
             return 0
         c = store.campaign(args.campaign)
         spec = CampaignSpec.model_validate(c.spec)
         trials = store.trials(c.id)
         counts = {s: sum(t.status == s for t in trials) for s in
                   ("completed", "running", "pending", "failed", "pruned", "cancelled")}
-        print(f"campaign {c.id} {c.name}: {c.status}; {spec.total_trials} trials "
+        retrainings = f" + up to {spec.confirm.trials()} retrainings" if spec.confirm.enabled else ""
+        print(f"campaign {c.id} {c.name}: {c.status}; {spec.total_trials} search trials{retrainings}: "
               + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + f"; run folder {c.run_dir}")
         if c.error:
             print(f"error: {c.error}")
+        for line in campaign_report(c, trials).summary_lines():
+            print(line)
         print(f"{'gen':>5} {'best':>9} {'mean':>9} {'best trial':>10}")
         for g in store.generations(c.id):
             if g.closed_at is not None:
@@ -182,8 +189,9 @@ def show_status(args: argparse.Namespace) -> int:
         for t in trials:
             if t.status == "running":
                 epochs = store.epochs(c.id, t.number)
-                print(f"running: trial {t.number} (attempt {t.attempt}) on {t.worker} node {t.node_ip} "
-                      f"gpu {t.gpu_id or '-'}: epoch {len(epochs)}/{spec.epochs}"
+                what = "retraining" if t.stage == "confirm" else "trial"
+                print(f"running: {what} {t.number} (attempt {t.attempt}) on {t.worker} node {t.node_ip} "
+                      f"gpu {t.gpu_id or '-'}: epoch {len(epochs)}/{spec.epochs_of(t.stage)}"
                       + (f", fitness {epochs[-1].fitness:.5f}" if epochs else ""))
         return 0
 
@@ -210,21 +218,37 @@ def cancel_campaign(args: argparse.Namespace) -> int:
 
 
 def show_best(args: argparse.Namespace) -> int:
+    """The campaign's answer: the confirmed winner once the confirmation stage has finished, else
+    the search's best single trial, said to be not confirmed."""
     import yaml
+
+    from evolver.confirmation import campaign_report
 
     with _open_store(args) as store:
         record = store.campaign(args.campaign)
-        best = best_of(store.trials(record.id, statuses=("completed",)))
-        if best is None:
+        trials = store.trials(record.id)
+        report = campaign_report(record, trials)
+        winner, best = report.winner, best_of(trials)
+        if winner is None and best is None:
             print(f"campaign {record.id} has no completed trial yet")
             return 1
-        print(f"best of campaign {record.id}: trial {best.number} (generation {best.generation}), "
-              f"fitness {best.fitness:.5f}")
-        print("  " + "  ".join(f"{k} {v:.4f}" for k, v in best.metrics.items()))
-        print(yaml.safe_dump(best.hyp, sort_keys=False).rstrip())
-        artefacts = {a.trial_number: a for a in store.artefacts(record.id)}
-        if best.number in artefacts:
-            print(f"weights: {artefacts[best.number].path}")
+        for line in report.summary_lines():
+            print(line)
+        weights = {a.trial_number: a.path for a in store.artefacts(record.id)}
+        if winner is not None:
+            base = " (the base: the search did not beat it)" if winner.candidate.is_base else ""
+            print(f"answer: the confirmed winner, {winner.candidate.label}{base}, confirmed fitness "
+                  f"{_num(winner.mean)} over {winner.n} fresh seed(s)")
+            print(yaml.safe_dump(winner.candidate.hyp, sort_keys=False).rstrip())
+            kept = [n for n in winner.trials if n in weights]  # its retrainings' weights
+        else:
+            print(f"answer: not confirmed: the search's best single trial, trial {best.number} "
+                  f"(generation {best.generation}), search fitness {best.fitness:.5f}")
+            print("  " + "  ".join(f"{k} {v:.4f}" for k, v in best.metrics.items()))
+            print(yaml.safe_dump(best.hyp, sort_keys=False).rstrip())
+            kept = [best.number] if best.number in weights else []
+        if kept:
+            print(f"weights: {weights[kept[0]]}")
         print(f"hyp_evolved.yaml: {Path(record.run_dir) / 'hyp_evolved.yaml'}")
         return 0
 

@@ -26,9 +26,10 @@ import numpy as np
 import yaml
 
 from evolver.campaign import CampaignSpec, ConfirmSpec
+from evolver.lifecycle import ENDED
 from evolver.ranking import ranked
 from evolver.searcher import Suggestion, training_seed
-from evolver.store import TrialRecord
+from evolver.store import CampaignRecord, TrialRecord
 from yolo.synthetic import BUILTIN_DATASETS
 
 _CONFIRM_STREAM = 7_919  # the confirmation seeds' own random stream, apart from every trial's
@@ -300,3 +301,9 @@ def build_report(spec: CampaignSpec, trials: Sequence[TrialRecord], *, campaign_
     else:
         state = "not confirmed" if campaign_ended else "confirming"
     return ConfirmationReport(state=state, candidates=tuple(results), **common)
+
+
+def campaign_report(record: CampaignRecord, trials: Sequence[TrialRecord]) -> ConfirmationReport:
+    """The report of a stored campaign as it stands (the CLI, the API and the winner export): one
+    that has ended (completed, cancelled, failed) will run no more retrainings."""
+    return build_report(CampaignSpec.model_validate(record.spec), trials, campaign_ended=record.status in ENDED)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evolver.campaign import CampaignSpec
-from evolver.confirmation import build_report
+from evolver.confirmation import campaign_report
 from evolver.ranking import ranked
 from evolver.run_folder import WEIGHTS_KIND, weights_artefact_name
 from evolver.store import ArtefactRecord, Store, TrialRecord
@@ -83,8 +83,7 @@ def find_winner(store: Store, campaign_id: int) -> tuple[TrialRecord, ArtefactRe
     fitness, earliest on ties)."""
     weights = {a.name: a for a in store.artefacts(campaign_id) if a.kind == WEIGHTS_KIND}
     trials = store.trials(campaign_id)
-    spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
-    winner = build_report(spec, trials, campaign_ended=True).winner
+    winner = campaign_report(store.campaign(campaign_id), trials).winner
     retrainings = [] if winner is None else [t for t in trials if t.number in winner.trials]
     completed = [t for t in retrainings if t.status == "completed"] + ranked(trials)
     for trial in completed:

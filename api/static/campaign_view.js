@@ -1,7 +1,8 @@
-// The campaign page: summary, cancel / resume, downloads, fitness per generation, YOLOv5's
-// evolve plot (each mutated hyperparameter against fitness), running trials and the trial table.
-// It polls the REST JSON every 2 s and redraws what changed, so it follows a running campaign
-// without a reload.
+// The campaign page: summary, cancel / resume, downloads, the confirmation stage (candidates and
+// base retrained with fresh seeds: confirmed mean ± SE beside the search fitness), the search's
+// fitness per generation, YOLOv5's evolve plot (each mutated hyperparameter against fitness),
+// running trials and the trial table. It polls the REST JSON every 2 s and redraws what changed,
+// so it follows a running campaign without a reload.
 "use strict";
 
 (() => {
@@ -20,8 +21,10 @@
     campaign: null,
     trials: [], // every trial, by number
     generations: [],
+    confirmation: null, // GET /campaigns/{id}/confirmation
     dataKey: null, // what the last full load saw (status and counts)
     chartKey: null, // what the charts were last drawn from
+    confirmKey: null, // what the confirmation panel was last drawn from
     loadFailed: false, // the last poll failed (its message is showing)
     sort: { key: "number", direction: 1 },
   };
@@ -59,9 +62,14 @@
     const { status, counts, trials_finished: finished, trials_running: running } = campaign;
     const dataKey = JSON.stringify([status, counts, finished, running]);
     if (dataKey !== state.dataKey) {
-      const [trials, generations] = await Promise.all([loadAllTrials(), Evolver.getJSON(`${base}/generations`)]);
+      const [trials, generations, confirmation] = await Promise.all([
+        loadAllTrials(),
+        Evolver.getJSON(`${base}/generations`),
+        Evolver.getJSON(`${base}/confirmation`),
+      ]);
       state.trials = trials;
       state.generations = generations;
+      state.confirmation = confirmation;
       state.dataKey = dataKey;
     } else if (campaign.trials_running > 0) {
       await refreshRunning();
@@ -75,6 +83,11 @@
     renderSummary(state.campaign);
     renderRunning();
     renderTable();
+    const confirmKey = JSON.stringify(state.confirmation);
+    if (confirmKey !== state.confirmKey) {
+      renderConfirmation(state.confirmation);
+      state.confirmKey = confirmKey;
+    }
     const scored = scoredTrials();
     const chartKey = `${scored.length}:${state.generations.length}`;
     if (chartKey !== state.chartKey) {
@@ -96,13 +109,20 @@
       `${c.trials_finished}/${c.trials_total} trials finished`,
       `${c.trials_running} running`,
       `${generations} generation${generations === 1 ? "" : "s"} closed`,
-      `best fitness ${formatFitness(c.best_fitness)}`,
+      answerText(c, state.confirmation),
     ];
     if (c.error) parts.push(`error: ${c.error}`);
     document.getElementById("campaign-progress").textContent = parts.join(" · ");
     document.getElementById("cancel-button").disabled = !CANCELLABLE.has(c.status);
     document.getElementById("resume-button").disabled = !RESUMABLE.has(c.status);
     renderDownloads(c);
+  }
+
+  // The campaign's answer in the summary line: never the search's raw maximum as if it were final.
+  function answerText(c, confirmation) {
+    const winner = confirmation && confirmation.state === "confirmed" ? candidateOf(confirmation.winner) : null;
+    if (winner) return `confirmed fitness ${meanSE(winner)} (${winner.label})`;
+    return `search's best single trial ${formatFitness(c.best_fitness)} (not confirmed)`;
   }
 
   function renderDownloads(c) {
@@ -116,10 +136,23 @@
     document.getElementById("downloads").replaceChildren(...items);
   }
 
+  // Epochs a trial of this stage trains: the confirmation may retrain at another length.
+  function epochsOf(t) {
+    const spec = (state.campaign && state.campaign.spec) || {};
+    if (isSearch(t)) return spec.epochs ?? null;
+    return (spec.confirm && spec.confirm.epochs) || spec.epochs || null;
+  }
+
+  // "generation 3", or for a retraining what it retrains ("retraining of trial 7" / "of the base").
+  function trialRole(t) {
+    if (isSearch(t)) return `generation ${t.generation}`;
+    return t.parents.length ? `retraining of trial ${t.parents[0]}` : "retraining of the base";
+  }
+
   function renderRunning() {
-    const epochs = (state.campaign.spec && state.campaign.spec.epochs) || null;
     const running = state.trials.filter((t) => t.status === "running");
     const items = running.map((t) => {
+      const epochs = epochsOf(t);
       const epoch = t.current_epoch ?? t.epochs_done ?? 0;
       const bar = element("progress", { max: epochs || 1, value: epochs ? epoch : 0 });
       const where = [t.worker, t.gpu_id !== null && t.gpu_id !== undefined ? `gpu ${t.gpu_id}` : null]
@@ -128,7 +161,7 @@
       return element(
         "li",
         { id: `running-${t.number}` },
-        `trial ${t.number} (generation ${t.generation}) on ${where || "?"}: epoch ${epoch}/${epochs ?? "?"} `,
+        `trial ${t.number} (${trialRole(t)}) on ${where || "?"}: epoch ${epoch}/${epochs ?? "?"} `,
         bar,
       );
     });
@@ -141,6 +174,7 @@
   const SORT_VALUES = {
     number: (t) => t.number,
     generation: (t) => t.generation,
+    stage: (t) => t.stage,
     status: (t) => t.status,
     fitness: (t) => t.fitness,
     worker: (t) => t.worker,
@@ -170,7 +204,7 @@
     });
   }
 
-  function trialRow(t, epochs) {
+  function trialRow(t) {
     const status = element("td", {}, statusBadge(t.status));
     if (t.error) status.title = t.error;
     const number = element("a", { href: Evolver.url(`${base}/trials/${t.number}`), textContent: t.number });
@@ -179,17 +213,17 @@
       { className: `trial status-${t.status}` },
       element("td", { className: "num" }, number),
       element("td", { className: "num" }, t.generation),
+      element("td", { title: trialRole(t) }, isSearch(t) ? "search" : `confirm · ${t.split}`),
       status,
       element("td", { className: "num" }, formatFitness(t.fitness)),
       element("td", { title: t.node_ip || "" }, t.worker || "–"),
       element("td", { className: "num" }, formatDuration(duration(t))),
-      element("td", { className: "num" }, `${t.epochs_done ?? 0}/${epochs ?? "?"}`),
+      element("td", { className: "num" }, `${t.epochs_done ?? 0}/${epochsOf(t) ?? "?"}`),
     );
   }
 
   function renderTable() {
-    const epochs = state.campaign.spec && state.campaign.spec.epochs;
-    document.querySelector("#trials tbody").replaceChildren(...sortedTrials().map((t) => trialRow(t, epochs)));
+    document.querySelector("#trials tbody").replaceChildren(...sortedTrials().map(trialRow));
     for (const th of document.querySelectorAll("#trials th[data-key]")) {
       if (th.dataset.key !== state.sort.key) th.removeAttribute("aria-sort");
       else th.setAttribute("aria-sort", state.sort.direction > 0 ? "ascending" : "descending");
@@ -208,7 +242,10 @@
   // ---- charts ----------------------------------------------------------------------------------
 
   const hasFitness = (t) => t.fitness !== null && t.fitness !== undefined;
-  const scoredTrials = () => state.trials.filter((t) => FINISHED.has(t.status) && hasFitness(t));
+  const isSearch = (t) => (t.stage || "search") === "search";
+  // The search's finished trials: retrainings are scored on another split and shown in the
+  // confirmation panel, never mixed into the search's charts.
+  const scoredTrials = () => state.trials.filter((t) => isSearch(t) && FINISHED.has(t.status) && hasFitness(t));
 
   // The hyperparameters the search changed: those whose value differs between trials.
   function mutatedKeys(trials) {
@@ -321,6 +358,158 @@
       };
       Plotly.react(divs[i], data, layout, { ...PLOT_CONFIG, displayModeBar: false });
     });
+  }
+
+  // ---- the confirmation stage -------------------------------------------------------------------
+
+  const candidateOf = (label) =>
+    ((state.confirmation && state.confirmation.candidates) || []).find((c) => c.label === label) || null;
+  const present = (value) => value !== null && value !== undefined;
+  const signed = (value, digits = 4) => (present(value) ? `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(digits)}` : "–");
+  const meanSE = (c) =>
+    present(c.mean) ? `${formatFitness(c.mean)} ± ${present(c.se) ? formatFitness(c.se) : "n/a"} (n=${c.n})` : "–";
+
+  function retrainingsDone(confirmation) {
+    const numbers = new Set(confirmation.candidates.flatMap((c) => c.trials));
+    const finished = state.trials.filter((t) => numbers.has(t.number) && FINISHED.has(t.status)).length;
+    return [finished, confirmation.candidates.reduce((sum, c) => sum + c.planned, 0)];
+  }
+
+  // The state in words: what the campaign's answer is, or why it has none yet.
+  function stateText(cf) {
+    const count = cf.candidates.length ? retrainingsDone(cf) : null;
+    switch (cf.state) {
+      case "off":
+        return "Off (confirm: false): nothing is retrained; the campaign's figures are the search's raw maximum.";
+      case "confirming":
+        if (!count) {
+          const topK = (state.campaign.spec.confirm || {}).top_k ?? "the";
+          return `Confirming: once the search's last trial has finished, its best ${topK} candidates and the base ` +
+            `are retrained with ${cf.seeds} fresh seed(s) each on the ${cf.split} split.`;
+        }
+        return `Confirming: ${count[0]} of ${count[1]} retrainings finished.`;
+      case "confirmed": {
+        const winner = candidateOf(cf.winner);
+        if (!winner) return "Confirmed, but no retraining completed: there is no winner.";
+        const gain = present(cf.difference_se) ? `, ${signed(cf.difference_se, 1)} SE against the base` : "";
+        const who = winner.is_base ? "the base (the search did not beat it)" : winner.label;
+        return `Confirmed: the winner is ${who}, fitness ${meanSE(winner)} over fresh seeds${gain}.`;
+      }
+      default:
+        return "Not confirmed: the campaign ended before its retrainings finished.";
+    }
+  }
+
+  function warningText(cf) {
+    if (cf.state === "confirmed") return null;
+    const best = state.campaign.best_fitness;
+    const raw = present(best) ? ` (fitness ${formatFitness(best)})` : "";
+    return `These figures are not confirmed: the search's best trial${raw} is one noisy training, scored on the ` +
+      "split that selected it, so it is biased upward; it is not the campaign's answer.";
+  }
+
+  function figuresText(cf) {
+    const where = cf.split_selected
+      ? `${cf.split} split (the split that selected them: no unseen split)`
+      : `${cf.split} split, unseen by the search`;
+    const parts = [`${cf.seeds} fresh seed(s) × ${cf.epochs} epochs per candidate, scored on the ${where}`];
+    if (present(cf.spearman)) parts.push(`rank agreement search vs confirmed (Spearman) ${signed(cf.spearman, 2)}`);
+    if (present(cf.raw_best_optimism)) parts.push(`optimism of the search's best ${signed(cf.raw_best_optimism)}`);
+    if (present(cf.cost_share)) parts.push(`retrainings: ${Math.round(cf.cost_share * 100)}% of the worker-seconds`);
+    return cf.state === "off" ? "" : parts.join(" · ");
+  }
+
+  function renderConfirmation(cf) {
+    if (!cf) return;
+    const stateLine = document.getElementById("confirm-state");
+    stateLine.textContent = stateText(cf);
+    stateLine.className = `confirm-state state-${cf.state.replace(" ", "-")}`;
+    const warning = warningText(cf);
+    const warningLine = document.getElementById("confirm-warning");
+    warningLine.textContent = warning || "";
+    warningLine.hidden = !warning;
+    document.getElementById("confirm-figures").textContent = figuresText(cf);
+    const table = document.getElementById("confirm-table");
+    const chart = document.getElementById("confirm-chart");
+    table.hidden = chart.hidden = cf.candidates.length === 0;
+    if (cf.candidates.length === 0) {
+      Plotly.purge(chart);
+      return;
+    }
+    table.querySelector("tbody").replaceChildren(...cf.candidates.map((c) => confirmRow(c, cf)));
+    drawConfirmChart(cf);
+  }
+
+  function confirmRow(c, cf) {
+    const winner = c.label === cf.winner;
+    const label = element("td", {}, c.label, winner ? " · winner" : null);
+    const trials = c.trials.length ? `${c.n}/${c.planned} (trials ${c.trials.join(", ")})` : `0/${c.planned}`;
+    return element(
+      "tr",
+      { className: winner ? "winner" : "" },
+      label,
+      element("td", { className: "num" }, formatFitness(c.search_fitness)),
+      element("td", { className: "num" }, meanSE(c)),
+      element("td", { className: "num" }, trials),
+      element("td", { className: "num", title: "search fitness − confirmed mean" }, signed(c.optimism)),
+    );
+  }
+
+  // Per candidate (base first): the confirmed mean with ±SE error bars, each retraining as a dot,
+  // and the search fitness beside it; the base's mean as a dotted line across.
+  function drawConfirmChart(cf) {
+    const cands = cf.candidates;
+    const x = cands.map((_, i) => i);
+    const colour = (c) => (c.label === cf.winner ? "#e45756" : c.is_base ? "#7f7f7f" : "#4c78a8");
+    const seeds = cands.flatMap((c, i) => c.fitnesses.map((f) => [i - 0.18, f, c.label]));
+    const data = [
+      {
+        name: "confirmed mean ± SE",
+        type: "scatter",
+        mode: "markers",
+        x,
+        y: cands.map((c) => c.mean),
+        error_y: { type: "data", array: cands.map((c) => c.se ?? 0), visible: true, thickness: 2, width: 8 },
+        text: cands.map((c) => plotText(`${c.label}: ${meanSE(c)}`)),
+        hovertemplate: "%{text}<extra></extra>",
+        marker: { size: 11, color: cands.map(colour) },
+      },
+      {
+        name: "each retraining",
+        type: "scatter",
+        mode: "markers",
+        x: seeds.map((s) => s[0]),
+        y: seeds.map((s) => s[1]),
+        text: seeds.map((s) => plotText(s[2])),
+        hovertemplate: "%{text}: %{y:.4f}<extra></extra>",
+        marker: { size: 5, color: "#9d9d9d", opacity: 0.8 },
+      },
+      {
+        name: "search fitness (one draw)",
+        type: "scatter",
+        mode: "markers",
+        x: x.map((i) => i + 0.22),
+        y: cands.map((c) => c.search_fitness),
+        text: cands.map((c) => plotText(c.label)),
+        hovertemplate: "%{text}: search fitness %{y:.4f}<extra></extra>",
+        marker: { size: 9, symbol: "diamond-open", color: "#f58518", line: { width: 2 } },
+      },
+    ];
+    const shapes = present(cf.base_mean)
+      ? [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: cf.base_mean, y1: cf.base_mean,
+           line: { color: "#7f7f7f", dash: "dot", width: 1 } }]
+      : [];
+    const layout = {
+      height: 300,
+      margin: { l: 60, r: 20, t: 10, b: 40 },
+      xaxis: { tickvals: x, ticktext: cands.map((c) => plotText(c.label === cf.winner ? `${c.label} ★` : c.label)),
+               range: [-0.6, cands.length - 0.4], zeroline: false },
+      yaxis: { title: { text: "fitness" } },
+      shapes,
+      hovermode: "closest",
+      legend: { orientation: "h", y: 1.12 },
+    };
+    Plotly.react("confirm-chart", data, layout, PLOT_CONFIG);
   }
 
   // ---- actions ---------------------------------------------------------------------------------

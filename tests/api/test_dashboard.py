@@ -1,8 +1,10 @@
 """The dashboard in headless Chromium (Playwright) against the real app, served by uvicorn on
 127.0.0.1, over a SQLite store holding a real campaign (sleep trainer, run by the coordinator on
-a local Ray): the fitness chart has one point per finished trial, the evolve plot one chart per
-mutated hyperparameter, the table sorts, cancel works (with the token pasted into the page), the
-page follows new trials without a reload, and a screenshot is saved."""
+a local Ray, its confirmation stage on as in the demo): the fitness chart has one point per finished
+search trial, the evolve plot one chart per mutated hyperparameter, the confirmation panel the
+candidates' confirmed means with their SE error bars beside their search fitness, the table sorts,
+cancel works (with the token pasted into the page), the page follows new trials (and the
+confirmation's state) without a reload, and a screenshot is saved."""
 
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ def _create(store: Store, folder: Path, **fields) -> int:
 
 @pytest.fixture(scope="module")
 def campaigns(tmp_path_factory) -> Iterator[tuple[str, dict[str, int]]]:
-    """(database URL, ids): 'done' ran to the end on a local Ray; 'queued' and 'live' never started."""
+    """(database URL, ids): 'done' ran to the end on a local Ray (12 search trials, then the best 3
+    candidates and the base retrained with 2 seeds each); 'queued' and 'live' never started."""
     from evolver.cluster import connect, disconnect
     from evolver.coordinator import Coordinator, CoordinatorSettings
     from workers import WorkerPool, build_trainer
@@ -53,7 +56,7 @@ def campaigns(tmp_path_factory) -> Iterator[tuple[str, dict[str, int]]]:
     finally:
         pool.shutdown()
         disconnect()  # Ray is not needed any more: free the two cores for the browser
-    assert outcome.status == "completed" and outcome.completed == 12, outcome
+    assert outcome.status == "completed" and outcome.completed == 12 + 4 * 2, outcome
     ids = {"done": done,
            "queued": _create(store, folder, name="queued", trainer="sleep", generations=2),
            "live": _create(store, folder, name="live", trainer="sleep", epochs=2, generations=1, population=2)}
@@ -128,7 +131,7 @@ def _table_numbers(page) -> list[int]:
 def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page, tmp_path):
     cid = campaigns[1]["done"]
     trials = store.trials(cid)
-    scored = [t for t in trials if t.status in FINISHED and t.fitness is not None]
+    scored = [t for t in trials if t.status in FINISHED and t.fitness is not None and t.stage == "search"]
     generations = store.generations(cid)
     assert len(scored) == 12 and len(generations) == 4
     page.goto(f"{server}/campaigns/{cid}/view")
@@ -142,6 +145,7 @@ def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page
 
     # Hovering a point shows that trial's hyperparameters (the worst trial: no line passes through it).
     worst = min(range(len(scored)), key=lambda i: scored[i].fitness)
+    page.locator("#fitness-chart").scroll_into_view_if_needed()  # below the confirmation panel
     box = drawn.nth(worst).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2 - 20, box["y"] - 20)
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
@@ -161,7 +165,9 @@ def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page
 
     # Table, summary, downloads.
     assert _table_numbers(page) == [t.number for t in trials]
-    assert page.locator("#trials tbody tr").first.locator("td").nth(4).inner_text() == trials[0].worker
+    first_row = page.locator("#trials tbody tr").first.locator("td")
+    assert first_row.nth(2).inner_text() == "search" and first_row.nth(5).inner_text() == trials[0].worker
+    assert page.locator("#trials tbody tr").last.locator("td").nth(2).inner_text() == "confirm · test"
     assert page.locator("#campaign-status").inner_text() == "completed"
     assert page.locator("#cancel-button").is_disabled()
     downloads = page.locator("#downloads a").all_inner_texts()
@@ -173,6 +179,41 @@ def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_confirmation_panel_shows_means_with_error_bars(server, campaigns, store, page, tmp_path):
+    from evolver.confirmation import build_report
+
+    cid = campaigns[1]["done"]
+    spec = CampaignSpec.model_validate(store.campaign(cid).spec)
+    report = build_report(spec, store.trials(cid), campaign_ended=True)
+    assert report.state == "confirmed" and len(report.candidates) == 4
+    page.goto(f"{server}/campaigns/{cid}/view")
+    page.wait_for_function("() => { const d = document.getElementById('confirm-chart').data; return d && d.length }",
+                           timeout=15_000)
+    traces = page.evaluate("() => document.getElementById('confirm-chart').data.map(t => "
+                           "({name: t.name, y: t.y, error: t.error_y ? t.error_y.array : null}))")
+    means, seeds, searched = traces
+    assert means["y"] == pytest.approx([c.mean for c in report.candidates])
+    assert means["error"] == pytest.approx([c.se for c in report.candidates])  # ± SE
+    assert all(c.se > 0 for c in report.candidates)
+    assert seeds["y"] == pytest.approx([f for c in report.candidates for f in c.fitnesses])
+    assert searched["y"] == pytest.approx([c.candidate.search_fitness for c in report.candidates])
+    # Really drawn: one error bar per candidate in the SVG.
+    assert page.locator("#confirm-chart .errorbar path.yerror").count() == len(report.candidates)
+
+    winner = report.winner
+    state = page.locator("#confirm-state").inner_text()
+    assert state.startswith("Confirmed: the winner is") and f"{winner.mean:.4f} ± {winner.se:.4f}" in state
+    assert page.locator("#confirm-warning").is_hidden()
+    rows = page.locator("#confirm-table tbody tr")
+    assert rows.count() == len(report.candidates)
+    assert rows.first.locator("td").first.inner_text().startswith("base")
+    assert page.locator("#confirm-table tr.winner td").first.inner_text() == f"{winner.candidate.label} · winner"
+    assert "test split, unseen by the search" in page.locator("#confirm-figures").inner_text()
+    assert f"confirmed fitness {winner.mean:.4f}" in page.locator("#campaign-progress").inner_text()
+    page.locator("#confirmation").screenshot(path=str(tmp_path / "confirmation.png"))
+    print(f"screenshot: {tmp_path / 'confirmation.png'}")
 
 
 def test_clicking_a_header_sorts_the_table(server, campaigns, store, page):
@@ -219,6 +260,9 @@ def test_page_follows_a_running_campaign_without_reload(server, campaigns, store
     page.goto(f"{server}/campaigns/{cid}/view")
     page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'running'")
     assert _trace_lengths(page)[0] == 0
+    page.wait_for_function("() => document.getElementById('confirm-state').textContent.startsWith('Confirming')")
+    assert "not confirmed" in page.locator("#confirm-warning").inner_text()  # the search runs: nothing is final
+    assert page.locator("#confirm-chart").is_hidden()
     hyp = CampaignSpec(trainer="sleep").base_hyp()
     store.add_trial(cid, 0, 0, hyp, (), seed=1)
     store.start_trial(cid, 0, 1, Placement("cpu-0", "n", "127.0.0.1", None))
@@ -232,6 +276,11 @@ def test_page_follows_a_running_campaign_without_reload(server, campaigns, store
     page.wait_for_function("() => document.getElementById('fitness-chart').data[0].x.length === 1", timeout=10_000)
     assert page.evaluate("() => document.getElementById('fitness-chart').data[0].y") == [0.23]
     assert page.locator("#running-trials li").inner_text() == "none"
+    assert "(not confirmed)" in page.locator("#campaign-progress").inner_text()
+    store.transition_campaign(cid, from_statuses=None, status="cancelled")  # ended before its search did
+    page.wait_for_function("() => document.getElementById('confirm-state').textContent.startsWith('Not confirmed')",
+                           timeout=10_000)
+    assert page.locator("#confirm-warning").is_visible()
 
 
 def test_list_page_links_campaigns_and_shows_rejections(server, campaigns, page, store):

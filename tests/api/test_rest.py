@@ -1,6 +1,8 @@
 """REST over httpx against the real app: a real campaign (dry-run trainer, real coordinator on a
-local Ray) is submitted, read back through every read endpoint on SQLite and on PostgreSQL, and
-compared with what SQL holds; then cancel, resume, 404s and multipart submission."""
+local Ray, its confirmation stage retraining the best candidate and the base with 2 seeds) is
+submitted, read back through every read endpoint on SQLite and on PostgreSQL, and compared with
+what SQL holds; then cancel, resume, 404s and multipart submission. The confirmation endpoint's
+states are tested on campaigns written into the store in test_confirmation.py."""
 
 from __future__ import annotations
 
@@ -20,21 +22,22 @@ from tests.api.helpers import api_settings, running_app, sleep_spec, wait_for
 SUMMARY_KEYS = {"id", "name", "status", "created_at", "trials_total", "trials_finished", "trials_running",
                 "best_fitness", "links"}
 OUT_KEYS = SUMMARY_KEYS | {"spec", "job_id", "error", "counts", "artefacts"}
-TRIAL_KEYS = {"number", "generation", "status", "attempt", "fitness", "metrics", "hyp", "parents", "worker",
+TRIAL_KEYS = {"number", "generation", "stage", "split", "status", "attempt", "fitness", "metrics", "hyp", "parents", "worker",
               "node_ip", "gpu_id", "started_at", "ended_at", "duration_seconds", "epochs_done", "current_epoch",
               "error"}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def finished(request, tmp_path_factory, local_ray):
-    """(client, store, campaign id, POST response) of a completed 3x2 dry-run campaign."""
+    """(client, store, campaign id, POST response) of a completed 3x2 dry-run campaign, then its 4
+    retrainings (base and best candidate, 2 seeds each): trials 6-9."""
     root = tmp_path_factory.mktemp(request.param)
     db_url = None
     if request.param == "postgresql":
         db_url = request.getfixturevalue("postgres_server").new_database()
     settings = api_settings(root, db_url)
     with running_app(settings) as (client, _launcher):
-        created = client.post("/campaigns", json=sleep_spec())
+        created = client.post("/campaigns", json=sleep_spec(confirm={"top_k": 1, "seeds": 2}))
         assert created.status_code == 201, created.text
         campaign_id = created.json()["id"]
         wait_for(client, campaign_id)
@@ -49,23 +52,24 @@ def test_submit_answers_201_with_links_and_job(finished):
     assert created.headers["location"] == f"/campaigns/{cid}"
     assert body["links"] == {"self": f"/campaigns/{cid}", "view": f"/campaigns/{cid}/view",
                              "generations": f"/campaigns/{cid}/generations", "trials": f"/campaigns/{cid}/trials",
+                             "confirmation": f"/campaigns/{cid}/confirmation",
                              "hyp_evolved": f"/campaigns/{cid}/hyp_evolved.yaml",
                              "evolve_csv": f"/campaigns/{cid}/evolve.csv"}
     assert body["job_id"].startswith(f"thread-{cid}-")
-    assert body["spec"]["generations"] == 3 and body["trials_total"] == 6
+    assert body["spec"]["generations"] == 3 and body["trials_total"] == 6 + 4
 
 
 def test_campaign_reads_match_sql(finished):
     client, store, cid, _ = finished
     trials = store.trials(cid)
-    best = max(t.fitness for t in trials if t.status == "completed")
+    best = max(t.fitness for t in trials if t.status == "completed" and t.stage == "search")
     listing = client.get("/campaigns").json()
     [summary] = [c for c in listing if c["id"] == cid]
     assert set(summary) == SUMMARY_KEYS
-    assert summary["status"] == "completed" and summary["trials_finished"] == 6 and summary["trials_running"] == 0
+    assert summary["status"] == "completed" and summary["trials_finished"] == 10 and summary["trials_running"] == 0
     assert summary["best_fitness"] == pytest.approx(best)
     one = client.get(f"/campaigns/{cid}").json()
-    assert set(one) == OUT_KEYS and one["counts"] == {"completed": 6}
+    assert set(one) == OUT_KEYS and one["counts"] == {"completed": 10}
     assert one["job_id"] == store.campaign(cid).job_id
 
 
@@ -81,11 +85,26 @@ def test_generations_match_sql(finished):
         assert out["best_trial"] == g.best_trial
 
 
+def test_confirmation_of_the_real_campaign_matches_sql(finished):
+    client, store, cid, _ = finished
+    body = client.get(f"/campaigns/{cid}/confirmation").json()
+    assert body["state"] == "confirmed" and body["split"] == "test" and body["seeds"] == 2
+    assert [c["label"] for c in body["candidates"]][0] == "base" and len(body["candidates"]) == 2
+    assert sorted(n for c in body["candidates"] for n in c["trials"]) == [6, 7, 8, 9]
+    trials = {t.number: t for t in store.trials(cid)}
+    for candidate in body["candidates"]:
+        assert candidate["n"] == 2
+        assert candidate["fitnesses"] == pytest.approx([trials[n].fitness for n in candidate["trials"]])
+        source = trials[candidate["source_trial"]]
+        assert source.stage == "search" and candidate["search_fitness"] == pytest.approx(source.fitness)
+    assert body["winner"] in {c["label"] for c in body["candidates"]}
+
+
 def test_trials_filter_sort_paginate(finished):
     client, store, cid, _ = finished
     trials = store.trials(cid)
     page = client.get(f"/campaigns/{cid}/trials", params={"sort": "-fitness"}).json()
-    assert page["total"] == 6 and len(page["items"]) == 6
+    assert page["total"] == 10 and len(page["items"]) == 10
     assert set(page["items"][0]) == TRIAL_KEYS
     fitness = [t["fitness"] for t in page["items"]]
     assert fitness == sorted(fitness, reverse=True)
@@ -95,11 +114,13 @@ def test_trials_filter_sort_paginate(finished):
     assert first["duration_seconds"] > 0 and first["worker"] in ("cpu-0", "cpu-1")
     assert client.get(f"/campaigns/{cid}/trials", params={"sort": "fitness"}).json()["items"][0]["fitness"] == min(fitness)
     part = client.get(f"/campaigns/{cid}/trials", params={"sort": "-number", "limit": 2, "offset": 1}).json()
-    assert part["total"] == 6 and [t["number"] for t in part["items"]] == [4, 3]
+    assert part["total"] == 10 and [t["number"] for t in part["items"]] == [8, 7]
     none = client.get(f"/campaigns/{cid}/trials", params={"status": "failed"}).json()
     assert none == {"total": 0, "items": []}
     both = client.get(f"/campaigns/{cid}/trials", params=[("status", "failed"), ("status", "completed")]).json()
-    assert both["total"] == 6
+    assert both["total"] == 10
+    by_stage = {t["number"]: (t["stage"], t["split"]) for t in page["items"]}
+    assert by_stage == {n: ("search", "val") if n < 6 else ("confirm", "test") for n in range(10)}
     assert client.get(f"/campaigns/{cid}/trials", params={"status": "bogus"}).status_code == 422
     assert client.get(f"/campaigns/{cid}/trials", params={"limit": 0}).status_code == 422
 
@@ -118,9 +139,10 @@ def test_downloads_are_the_run_folder_files(finished):
     client, store, cid, _ = finished
     response = client.get(f"/campaigns/{cid}/hyp_evolved.yaml")
     assert response.status_code == 200 and "attachment" in response.headers["content-disposition"]
-    best = max((t for t in store.trials(cid) if t.status == "completed"), key=lambda t: (t.fitness, -t.number))
-    assert yaml.safe_load(response.text) == pytest.approx(best.hyp)
-    assert f"trial {best.number}" in response.text
+    winner = client.get(f"/campaigns/{cid}/confirmation").json()
+    (hyp,) = [c["hyp"] for c in winner["candidates"] if c["label"] == winner["winner"]]
+    assert yaml.safe_load(response.text) == pytest.approx(hyp)  # the confirmed winner, not the raw best
+    assert f"winner: {winner['winner']}" in response.text
     rows = list(csv.reader(io.StringIO(client.get(f"/campaigns/{cid}/evolve.csv").text)))
     assert rows[0][:2] == ["metrics/precision", "metrics/recall"] and len(rows) == 7
     assert client.get(f"/campaigns/{cid}/artefacts/nothing.pt").status_code == 404
@@ -130,7 +152,7 @@ def test_metrics_and_health(finished):
     client, _, cid, _ = finished
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     text = client.get("/metrics").text
-    assert f'evolver_trials{{campaign="{cid}",status="completed"}} 6' in text
+    assert f'evolver_trials{{campaign="{cid}",status="completed"}} 10' in text
     assert "evolver_busy_workers 0" in text
     assert f'evolver_best_fitness{{campaign="{cid}"}}' in text
     assert f'evolver_trials_per_hour{{campaign="{cid}"}}' in text
@@ -138,7 +160,8 @@ def test_metrics_and_health(finished):
 
 def test_unknown_campaign_and_trial_are_404(finished):
     client, _, cid, _ = finished
-    for path in ("", "/generations", "/trials", "/trials/0", "/hyp_evolved.yaml", "/evolve.csv", "/artefacts/x"):
+    for path in ("", "/generations", "/trials", "/trials/0", "/confirmation", "/hyp_evolved.yaml", "/evolve.csv",
+                 "/artefacts/x"):
         assert client.get(f"/campaigns/999{path}").status_code == 404, path
     for action in ("cancel", "resume"):
         assert client.post(f"/campaigns/999/{action}").status_code == 404

@@ -26,6 +26,9 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def write_spec(folder: Path, **fields) -> Path:
+    """A campaign yaml; without the confirmation stage unless `confirm` is given (these tests count
+    the search's trials)."""
+    fields.setdefault("confirm", False)
     path = folder / f"{fields.get('name', 'campaign')}.yaml"
     path.write_text(yaml.safe_dump(fields))
     return path
@@ -198,3 +201,62 @@ def test_import_csv_seeds_parents_and_status_best_cancel_report(tmp_path, capsys
     assert "lr0" in capsys.readouterr().out
     assert main(["cancel", str(cid), "--db", db]) == 0
     assert "already completed" in capsys.readouterr().out
+
+
+def test_best_and_status_give_the_confirmed_answer_or_say_not_confirmed(tmp_path, capsys):
+    """`best` prints the confirmation's figures and names the confirmed winner as the answer; for a
+    campaign cancelled before its retrainings finished it says the search's best is not confirmed.
+    Campaigns are written into the store directly (search trials, then the planned retrainings)."""
+    from evolver.campaign import CampaignSpec
+    from evolver.confirmation import plan
+    from evolver.store import Placement
+
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    store = Store.open(db)
+    place = Placement("cpu-0", "node", "127.0.0.1", None)
+
+    def add(cid, number, hyp, parents, seed, fitness, **stage):
+        store.add_trial(cid, number, 1 if stage else 0, hyp, parents, seed, **stage)
+        store.start_trial(cid, number, 1, place)
+        store.finish_trial(cid, number, 1, "completed" if fitness is not None else "cancelled",
+                           metrics={"metrics/mAP_0.5": 0.5}, fitness=fitness, epochs_done=1)
+
+    def campaign(name, status, retrained):
+        spec = CampaignSpec(name=name, trainer="sleep", epochs=1, generations=1, population=2,
+                            confirm={"top_k": 1, "seeds": 2})
+        cid = store.create_campaign(name, spec.to_json_dict(), str(tmp_path / name))
+        base = spec.base_hyp()
+        add(cid, 0, base, (), 10, 0.30)
+        add(cid, 1, {**base, "lr0": 0.02}, (0,), 11, 0.50)  # the search's best single trial
+        for k, (suggestion, fitness) in enumerate(zip(plan(spec.confirm, spec.seed, store.trials(cid)), retrained)):
+            add(cid, 2 + k, suggestion.hyp, suggestion.parents, suggestion.seed, fitness, stage="confirm",
+                split="test")
+        store.transition_campaign(cid, from_statuses=None, status=status)
+        return cid
+
+    # Seed-major: base, trial 1, base, trial 1.
+    confirmed = campaign("confirmed", "completed", [0.31, 0.42, 0.29, 0.40])
+    cancelled = campaign("cancelled", "cancelled", [0.31, 0.42, None])
+
+    assert main(["best", str(confirmed), "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "confirmation: confirmed; 2 fresh seed(s) x 1 epochs on the test split" in out
+    assert "winner: trial 1, confirmed fitness 0.41000 ± 0.01000 (n=2)" in out
+    assert "base: confirmed fitness 0.30000 ± 0.01000 (n=2)" in out
+    assert "answer: the confirmed winner, trial 1, confirmed fitness 0.41000 over 2 fresh seed(s)" in out
+    assert "lr0: 0.02" in out and "not confirmed" not in out
+
+    assert main(["best", str(cancelled), "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "confirmation: not confirmed" in out
+    assert "answer: not confirmed: the search's best single trial, trial 1 (generation 0), search fitness 0.50000" in out
+    assert "winner:" not in out and "lr0: 0.02" in out
+
+    assert main(["status", str(confirmed), "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "2 search trials + up to 4 retrainings: 6 completed" in out and "winner: trial 1" in out
+    assert main(["status", "--db", db]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[-1] == "confirmation"
+    assert rows[1].split()[-1] == "confirmed" and rows[2].endswith("not confirmed")
+    assert "6/6" in rows[1] and "5/6" in rows[2]  # the cancelled retraining counts as finished

@@ -1,0 +1,171 @@
+"""A campaign on real photos from YOLOv5's release weights, then its confirmation: what a user gets.
+
+`examples/vehicles-campaign.yaml` fine-tunes yolov5n from `../shared/weights/yolov5n.pt` (YOLOv5's
+COCO release checkpoint) on `../shared/datasets/vehicles-openimages` (real photos, 5 classes,
+train / val / test = 439 / 125 / 63). The search scores its trials on val; the confirmation stage
+retrains the best candidates and the base with fresh seeds and scores them on the test split,
+which no search trial saw. Each campaign runs through `evolver run` itself (the real coordinator,
+a private local Ray, SQLite in a temporary folder); its trials are saved to a JSON ledger so the
+figures can be printed again without training (`report`).
+
+Printed per campaign: the search (trials, worker-seconds, the raw best trial's val fitness), the
+confirmation table (search fitness, test fitness per seed, mean ± SE, optimism), base vs confirmed
+winner on the test split in standard errors, the raw best's optimism, the rank agreement
+(Spearman) and the confirmation's share of the worker-seconds.
+
+    python -m benchmarks.real_finetune run --trial-seeds per-trial          # ~1 h on a 2-core CPU
+    python -m benchmarks.real_finetune run --trial-seeds shared
+    python -m benchmarks.real_finetune run --spec examples/synthetic-campaign.yaml --trials 40 \\
+        --confirm-seeds 2 --name demo-40          # the default stage's cost beside a 40-trial search
+    python -m benchmarks.real_finetune report                                 # again, from the ledgers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from evolver.campaign import CampaignSpec
+from evolver.confirmation import ConfirmationReport, build_report
+from evolver.store import Store, TrialRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+VEHICLES_SPEC = ROOT / "examples" / "vehicles-campaign.yaml"
+RESULTS = Path(__file__).resolve().parent / "results" / "real_finetune"
+
+
+def run(args: argparse.Namespace) -> None:
+    from evolver.cli import main as evolver_main
+
+    spec = CampaignSpec.from_yaml(args.spec)
+    changes = {"trial_seeds": args.trial_seeds}
+    if args.trials:
+        changes.update(generations=args.trials, population=1)
+    if args.confirm_seeds:
+        changes["confirm"] = {**spec.confirm.model_dump(), "seeds": args.confirm_seeds}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    spec = CampaignSpec.model_validate({**spec.to_json_dict(), **changes})
+    name = args.name or f"{spec.name}-{args.trial_seeds}-seed{spec.seed}"
+    with tempfile.TemporaryDirectory(prefix="evolver-real-") as tmp:
+        spec_path = Path(tmp) / "campaign.yaml"
+        spec_path.write_text(yaml.safe_dump(spec.to_json_dict(), sort_keys=False), encoding="utf-8")
+        started = time.perf_counter()
+        status = evolver_main(["run", str(spec_path), "--project", tmp, "--quiet"])
+        wall = time.perf_counter() - started
+        logging.disable(logging.INFO)
+        with Store.open(Store.sqlite_url(Path(tmp) / "evolver.db")) as store:
+            campaign = store.campaigns()[-1]
+            trials = store.trials(campaign.id)
+    ledger = {"name": name, "status": campaign.status, "exit_status": status, "wall_seconds": wall,
+              "spec": campaign.spec, "trials": [_trial_row(t) for t in trials]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(ledger, indent=1) + "\n", encoding="utf-8")
+    print(f"ledger: {path.relative_to(ROOT)}")
+    print_campaign(ledger)
+
+
+def _trial_row(t: TrialRecord) -> dict:
+    return {"number": t.number, "generation": t.generation, "status": t.status, "attempt": t.attempt,
+            "stage": t.stage, "split": t.split, "seed": t.seed, "parents": list(t.parents), "hyp": t.hyp,
+            "metrics": {k: (v if math.isfinite(v) else None) for k, v in t.metrics.items()},
+            "fitness": t.fitness, "epochs_done": t.epochs_done,
+            "started_at": t.started_at.isoformat() if t.started_at else None,
+            "ended_at": t.ended_at.isoformat() if t.ended_at else None}
+
+
+def _trial_record(row: dict) -> TrialRecord:
+    def when(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    return TrialRecord(
+        campaign_id=1, number=row["number"], generation=row["generation"], status=row["status"],
+        attempt=row["attempt"], hyp=row["hyp"], parents=tuple(row["parents"]), seed=row["seed"], worker=None,
+        node_id=None, node_ip=None, gpu_id=None, started_at=when(row["started_at"]), ended_at=when(row["ended_at"]),
+        metrics={k: (math.nan if v is None else v) for k, v in row["metrics"].items()}, fitness=row["fitness"],
+        epochs_done=row["epochs_done"], error=None, weights_path=None, stage=row["stage"], split=row["split"])
+
+
+def print_campaign(ledger: dict) -> ConfirmationReport:
+    spec = CampaignSpec.model_validate(ledger["spec"])
+    trials = [_trial_record(row) for row in ledger["trials"]]
+    report = build_report(spec, trials, campaign_ended=True)
+    search = [t for t in trials if t.stage == "search"]
+    done = [t for t in search if t.status == "completed"]
+    seconds = sorted((t.ended_at - t.started_at).total_seconds() for t in search if t.started_at and t.ended_at)
+    print(f"\n== {ledger['name']}: {ledger['status']}, {ledger['wall_seconds'] / 60:.1f} min wall")
+    print(f"   {spec.cfg or 'yolov5n'} from {Path(spec.weights or 'scratch').name} on {spec.data}")
+    print(f"   {spec.epochs} epochs at {spec.img_size} px, batch {spec.batch_size}, freeze {len(spec.freeze)} layers, "
+          f"trial_seeds {spec.trial_seeds}, {spec.cpu_workers} worker(s)")
+    if seconds:
+        print(f"search: {len(done)}/{len(search)} trials completed, trial median {seconds[len(seconds) // 2]:.0f} s, "
+              f"{report.search_seconds:.0f} worker-s; raw best trial val fitness "
+              f"{max(t.fitness for t in done):.4f}")
+    print(f"confirmation ({report.state}): {report.seeds} fresh seeds x {report.epochs} epochs, scored on "
+          f"{report.split}{' (the selecting split)' if report.split_selected else ' (unseen by the search)'}")
+    print("  candidate    search(val)  confirmed per seed                mean ± SE           optimism")
+    for c in report.candidates:
+        runs = " ".join(f"{f:.4f}" for f in c.fitnesses)
+        search_fit = "-" if c.candidate.search_fitness is None else f"{c.candidate.search_fitness:.4f}"
+        optimism = "-" if c.optimism is None else f"{c.optimism:+.4f}"
+        print(f"  {c.candidate.label:11s}  {search_fit:>11s}  {runs:32s}  {_mean_se(c):18s}  {optimism}")
+    winner, base = report.winner, report.base
+    if winner is not None and base is not None:
+        diff = "-" if report.difference_se is None else f"{report.difference_se:+.1f} SE"
+        print(f"winner {winner.candidate.label}: {_mean_se(winner)} vs base {_mean_se(base)} on {report.split}: "
+              f"{winner.mean - base.mean:+.4f} ({diff})")
+    raw = report.raw_best
+    if raw is not None and raw.optimism is not None:
+        print(f"raw best ({raw.candidate.label}): search {raw.candidate.search_fitness:.4f}, confirmed "
+              f"{raw.mean:.4f}: optimism {raw.optimism:+.4f}")
+    if report.spearman is not None:
+        print(f"rank agreement search vs confirmed (Spearman, {len(report.candidates)} candidates): "
+              f"{report.spearman:+.2f}")
+    if report.cost_share is not None:
+        print(f"confirmation cost: {report.confirm_seconds:.0f} of {report.search_seconds + report.confirm_seconds:.0f}"
+              f" worker-s = {100 * report.cost_share:.1f} %")
+    return report
+
+
+def _mean_se(c) -> str:
+    if c.mean is None:
+        return "-"
+    return f"{c.mean:.4f} ± {c.se:.4f}" if c.se is not None else f"{c.mean:.4f} (n=1)"
+
+
+def report(_args: argparse.Namespace) -> None:
+    ledgers = sorted(RESULTS.glob("*.json"))
+    if not ledgers:
+        print(f"no ledgers under {RESULTS}; run `python -m benchmarks.real_finetune run` first")
+    for path in ledgers:
+        print_campaign(json.loads(path.read_text(encoding="utf-8")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run a campaign and its confirmation, save its ledger, print its figures")
+    p.add_argument("--spec", type=Path, default=VEHICLES_SPEC, help="campaign yaml (default: %(default)s)")
+    p.add_argument("--trials", type=int, help="search trials (generations of 1) instead of the yaml's")
+    p.add_argument("--trial-seeds", choices=("shared", "per-trial"), default="per-trial")
+    p.add_argument("--confirm-seeds", type=int, help="fresh seeds per candidate instead of the yaml's")
+    p.add_argument("--seed", type=int, help="campaign seed instead of the yaml's")
+    p.add_argument("--name", help="ledger name (default: campaign-trialseeds-seedN)")
+    p.set_defaults(handler=run)
+    p = sub.add_parser("report", help="print the figures of every saved ledger")
+    p.set_defaults(handler=report)
+    args = parser.parse_args()
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from evolver.campaign import CampaignSpec
+from evolver.campaign import CampaignSpec, ConfirmSpec
 from evolver.confirmation import ConfirmationReport, build_report
 from evolver.store import Store, TrialRecord
 
@@ -133,7 +133,23 @@ def print_campaign(ledger: dict) -> ConfirmationReport:
     if report.cost_share is not None:
         print(f"confirmation cost: {report.confirm_seconds:.0f} of {report.search_seconds + report.confirm_seconds:.0f}"
               f" worker-s = {100 * report.cost_share:.1f} %")
+        _print_default_cost(spec, trials, report)
     return report
+
+
+def _print_default_cost(spec: CampaignSpec, trials: list[TrialRecord], report: ConfirmationReport) -> None:
+    """The default stage (top_k 3, 2 seeds) is this plan's first 2 seeds, when this one has more:
+    the plan is seed-major and the fresh seeds come from one stream, so a campaign with the
+    defaults would have run exactly these retrainings."""
+    default = ConfirmSpec()
+    if spec.confirm.top_k != default.top_k or spec.confirm.seeds <= default.seeds:
+        return
+    first = sorted((t for t in trials if t.stage == "confirm"), key=lambda t: t.number)
+    first = first[:(default.top_k + 1) * default.seeds]
+    seconds = sum((t.ended_at - t.started_at).total_seconds() for t in first if t.started_at and t.ended_at)
+    share = seconds / (report.search_seconds + seconds)
+    print(f"with the default stage (top_k {default.top_k}, {default.seeds} seeds = the first {len(first)} "
+          f"retrainings): {seconds:.0f} worker-s = {100 * share:.1f} % of search + confirmation")
 
 
 def _mean_se(c) -> str:

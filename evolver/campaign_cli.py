@@ -135,7 +135,10 @@ def run_campaign(args: argparse.Namespace) -> int:
         from evolver.campaign import CampaignSpec
 
         spec = CampaignSpec.model_validate(record.spec)
-        print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} trials, run folder {record.run_dir}")
+        confirming = (f" + up to {spec.confirm.trials()} confirmation retrainings ({spec.confirm.top_k} best + base "
+                      f"x {spec.confirm.seeds} fresh seeds)" if spec.confirm.enabled else "")
+        print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} search trials{confirming}, "
+              f"run folder {record.run_dir}")
         connect(args.address, num_gpus=args.num_gpus)
         outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(
             progress=not args.quiet, lease_seconds=args.lease))

@@ -30,7 +30,7 @@ def test_campaign_runs_as_a_ray_job_and_hyp_evolved_matches_sql(tmp_path, tiny_s
     settings = api_settings(tmp_path, ray_num_cpus=2, cancel_grace_seconds=1.0, job_watch_seconds=0.5)
     settings = settings.model_copy(update={"data_roots": [tiny_synthetic.parent]})
     spec = {"name": "e2e", "data": str(tiny_synthetic), "epochs": 1, "img_size": 64, "batch_size": 16,
-            "generations": 2, "population": 1, "keep_top_k": 1}
+            "generations": 2, "population": 1, "keep_top_k": 1, "confirm": False}  # the search's 2 trials only
     with TestClient(create_app(settings)) as client:
         created = client.post("/campaigns", json=spec)
         assert created.status_code == 201, created.text

@@ -39,7 +39,7 @@ from evolver.store import Store
 REPO = Path(__file__).resolve().parents[1]
 # ~0.5 s per trial on two workers: far more trials than a run of the benchmark can finish.
 CAMPAIGN = {"name": "load", "trainer": "sleep", "epochs": 3, "generations": 2000, "population": 2, "cpu_workers": 2,
-            "seed": 0}
+            "seed": 0, "confirm": False}
 
 
 @dataclass

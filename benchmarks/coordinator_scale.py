@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Store.sqlite_url(Path(tmp) / "evolver.db"))
         spec = CampaignSpec(name="scale", trainer="sleep", epochs=1, generations=generations,
-                            population=args.population)
+                            population=args.population, confirm=False)  # the search's trials only
         campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(Path(tmp) / "scale"))
         connect(num_cpus=2, num_gpus=args.gpus)
         pool = WorkerPool(SleepTrialTrainer(min_seconds=0.2, max_seconds=0.8))

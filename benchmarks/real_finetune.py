@@ -18,6 +18,7 @@ winner on the test split in standard errors, the raw best's optimism, the rank a
     python -m benchmarks.real_finetune run --spec examples/synthetic-campaign.yaml --trials 40 \\
         --confirm-seeds 2 --name demo-40          # the default stage's cost beside a 40-trial search
     python -m benchmarks.real_finetune report                                 # again, from the ledgers
+    python -m benchmarks.real_finetune ledger runs/real_finetune/FOLDER --name N  # save a run's ledger
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import json
 import logging
 import math
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -55,17 +55,30 @@ def run(args: argparse.Namespace) -> None:
         changes["seed"] = args.seed
     spec = CampaignSpec.model_validate({**spec.to_json_dict(), **changes})
     name = args.name or f"{spec.name}-{args.trial_seeds}-seed{spec.seed}"
-    with tempfile.TemporaryDirectory(prefix="evolver-real-") as tmp:
-        spec_path = Path(tmp) / "campaign.yaml"
-        spec_path.write_text(yaml.safe_dump(spec.to_json_dict(), sort_keys=False), encoding="utf-8")
-        started = time.perf_counter()
-        status = evolver_main(["run", str(spec_path), "--project", tmp, "--quiet"])
-        wall = time.perf_counter() - started
-        logging.disable(logging.INFO)
-        with Store.open(Store.sqlite_url(Path(tmp) / "evolver.db")) as store:
-            campaign = store.campaigns()[-1]
-            trials = store.trials(campaign.id)
-    ledger = {"name": name, "status": campaign.status, "exit_status": status, "wall_seconds": wall,
+    # A fresh project folder that outlives this process: the SQLite file is the campaign, so a
+    # crash after an hour of trials still leaves it to resume (`evolver resume --project ...`)
+    # or to save again (`ledger`).
+    project = Path(args.project or ROOT / "runs" / "real_finetune" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    project.mkdir(parents=True)
+    spec_path = project / "campaign.yaml"
+    spec_path.write_text(yaml.safe_dump(spec.to_json_dict(), sort_keys=False), encoding="utf-8")
+    started = time.perf_counter()
+    try:
+        evolver_main(["run", str(spec_path), "--project", str(project), "--quiet"])
+    finally:
+        save_ledger(project, name, time.perf_counter() - started)
+
+
+def save_ledger(project: Path, name: str, wall: float | None = None) -> None:
+    """Write the campaign of `project`'s database to the JSON ledger and print its figures."""
+    logging.disable(logging.INFO)
+    with Store.open(Store.sqlite_url(Path(project) / "evolver.db")) as store:
+        campaign = store.campaigns()[-1]
+        trials = store.trials(campaign.id)
+    if wall is None:  # saved afterwards: the span of its trials
+        spans = [(t.started_at, t.ended_at) for t in trials if t.started_at and t.ended_at]
+        wall = (max(e for _, e in spans) - min(s for s, _ in spans)).total_seconds() if spans else 0.0
+    ledger = {"name": name, "status": campaign.status, "wall_seconds": wall,
               "spec": campaign.spec, "trials": [_trial_row(t) for t in trials]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
@@ -176,7 +189,13 @@ def main() -> None:
     p.add_argument("--confirm-seeds", type=int, help="fresh seeds per candidate instead of the yaml's")
     p.add_argument("--seed", type=int, help="campaign seed instead of the yaml's")
     p.add_argument("--name", help="ledger name (default: campaign-trialseeds-seedN)")
+    p.add_argument("--project", type=Path, help="a new folder for its database and run folder "
+                   "(default: runs/real_finetune/NAME-TIME)")
     p.set_defaults(handler=run)
+    p = sub.add_parser("ledger", help="save the ledger of a campaign run earlier (its project folder)")
+    p.add_argument("project", type=Path)
+    p.add_argument("--name", required=True)
+    p.set_defaults(handler=lambda a: save_ledger(a.project, a.name))
     p = sub.add_parser("report", help="print the figures of every saved ledger")
     p.set_defaults(handler=report)
     args = parser.parse_args()

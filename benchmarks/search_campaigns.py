@@ -87,7 +87,8 @@ def demo_spec(trial: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def campaign_spec(config: SearchConfig, seed: int, trial: dict[str, Any] | None = None) -> CampaignSpec:
     row = {**demo_spec(trial), **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
-           "cpu_workers": config.workers, "keep_top_k": 1, "exports": []}
+           "cpu_workers": config.workers, "keep_top_k": 1, "exports": [],
+           "confirm": False}  # the benchmark's own held-out retrainings judge the winners
     return CampaignSpec.model_validate(row)
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(Store.sqlite_url(Path(tmp) / "evolver.db"))
         spec = CampaignSpec(name="overhead", data="synthetic", epochs=2, img_size=args.img,
-                            generations=args.trials, population=1, cpu_workers=1)
+                            generations=args.trials, population=1, cpu_workers=1, confirm=False)
         campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(Path(tmp) / "overhead"))
         connect(num_cpus=2)
         pool = WorkerPool(YoloTrialTrainer(), cpu_workers=1)

@@ -125,17 +125,21 @@ def print_campaign(ledger: dict) -> ConfirmationReport:
               f"{max(t.fitness for t in done):.4f}")
     print(f"confirmation ({report.state}): {report.seeds} fresh seeds x {report.epochs} epochs, scored on "
           f"{report.split}{' (the selecting split)' if report.split_selected else ' (unseen by the search)'}")
-    print("  candidate    search(val)  confirmed per seed                mean ± SE           optimism")
+    print("  candidate    search(val)  confirmed per seed                mean ± SE           optimism  vs base")
+    base = report.base
     for c in report.candidates:
         runs = " ".join(f"{f:.4f}" for f in c.fitnesses)
         search_fit = "-" if c.candidate.search_fitness is None else f"{c.candidate.search_fitness:.4f}"
         optimism = "-" if c.optimism is None else f"{c.optimism:+.4f}"
-        print(f"  {c.candidate.label:11s}  {search_fit:>11s}  {runs:32s}  {_mean_se(c):18s}  {optimism}")
-    winner, base = report.winner, report.base
+        print(f"  {c.candidate.label:11s}  {search_fit:>11s}  {runs:32s}  {_mean_se(c):18s}  {optimism:8s}  "
+              f"{_versus(c, base)}")
+    winner = report.winner
     if winner is not None and base is not None:
-        diff = "-" if report.difference_se is None else f"{report.difference_se:+.1f} SE"
-        print(f"winner {winner.candidate.label}: {_mean_se(winner)} vs base {_mean_se(base)} on {report.split}: "
-              f"{winner.mean - base.mean:+.4f} ({diff})")
+        if winner is base:
+            print(f"winner: the base ({_mean_se(base)} on {report.split}): no candidate of the search beat it")
+        else:
+            print(f"winner {winner.candidate.label}: {_mean_se(winner)} vs base {_mean_se(base)} on {report.split}: "
+                  f"{_versus(winner, base)}")
     raw = report.raw_best
     if raw is not None and raw.optimism is not None:
         print(f"raw best ({raw.candidate.label}): search {raw.candidate.search_fitness:.4f}, confirmed "
@@ -163,6 +167,16 @@ def _print_default_cost(spec: CampaignSpec, trials: list[TrialRecord], report: C
     share = seconds / (report.search_seconds + seconds)
     print(f"with the default stage (top_k {default.top_k}, {default.seeds} seeds = the first {len(first)} "
           f"retrainings): {seconds:.0f} worker-s = {100 * share:.1f} % of search + confirmation")
+
+
+def _versus(c, base) -> str:
+    """The candidate's confirmed mean minus the base's, and that in standard errors
+    (sqrt(SE_c² + SE_base²)), as the report's difference_se counts it."""
+    if base is None or c is base or c.mean is None or base.mean is None:
+        return "-"
+    spread = math.hypot(c.se or 0.0, base.se or 0.0)
+    in_se = f" ({(c.mean - base.mean) / spread:+.1f} SE)" if spread > 0 else ""
+    return f"{c.mean - base.mean:+.4f}{in_se}"
 
 
 def _mean_se(c) -> str:

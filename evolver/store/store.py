@@ -436,19 +436,23 @@ class Store:
         """Send a pending / running / cancelled trial back to the queue as a new attempt; returns
         that attempt.
 
-        The new attempt starts clean (no worker, times or error); epochs of earlier attempts stay
-        in SQL under their attempt number. Raises `TrialAlreadyFinished` for a finished trial.
+        The new attempt starts clean (no worker, times, error, result or final metrics: a cancelled
+        attempt's partial ones would otherwise collide with the next attempt's); epochs of earlier
+        attempts stay in SQL under their attempt number. Raises `TrialAlreadyFinished` for a
+        finished trial.
         """
         with self._write() as conn:
-            attempt = conn.execute(update(TRIALS).where(
+            row = conn.execute(update(TRIALS).where(
                 TRIALS.c.campaign_id == campaign_id, TRIALS.c.number == number,
                 TRIALS.c.status.in_((*ACTIVE_TRIAL_STATUSES, "cancelled"))).values(
                 status="pending", attempt=TRIALS.c.attempt + 1, worker=None, node_id=None, node_ip=None,
-                gpu_id=None, started_at=None, ended_at=None, error=None).returning(TRIALS.c.attempt)).scalar()
-            if attempt is None:
+                gpu_id=None, started_at=None, ended_at=None, error=None, fitness=None, epochs_done=0,
+                weights_path=None).returning(TRIALS.c.id, TRIALS.c.attempt)).first()
+            if row is None:
                 _, status, _ = self._trial_state(conn, campaign_id, number)
                 raise TrialAlreadyFinished(campaign_id, number, status)
-            return attempt
+            conn.execute(delete(METRICS).where(METRICS.c.trial_id == row.id))
+            return row.attempt
 
     def trial(self, campaign_id: int, number: int) -> TrialRecord:
         with self._read() as conn:

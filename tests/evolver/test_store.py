@@ -292,6 +292,18 @@ def test_requeue_starts_a_new_attempt_and_fences_the_old_one(store, campaign):
         store.requeue_trial(campaign, 9)
 
 
+def test_a_cancelled_attempt_with_partial_metrics_runs_again_clean(store, campaign):
+    store.add_trial(campaign, 0, 0, HYP, [], 0)
+    store.start_trial(campaign, 0, 1, Placement("w", "n", "ip", None))
+    assert store.finish_trial(campaign, 0, 1, "cancelled", metrics=METRICS, fitness=0.2, epochs_done=1)
+    assert store.requeue_trial(campaign, 0) == 2
+    record = store.trial(campaign, 0)
+    assert (record.metrics, record.fitness, record.epochs_done, record.weights_path) == ({}, None, 0, None)
+    store.start_trial(campaign, 0, 2, Placement("w", "n", "ip", None))
+    assert store.finish_trial(campaign, 0, 2, "completed", metrics=METRICS, fitness=0.4, epochs_done=2)
+    assert store.trial(campaign, 0).fitness == 0.4 and store.trial(campaign, 0).metrics == pytest.approx(METRICS)
+
+
 def test_trials_listing_and_status_filter(store, campaign):
     for number in (2, 0, 1):
         store.add_trial(campaign, number, number // 2, {**HYP, "lr0": 0.01 * (number + 1)}, [number - 1], number)

@@ -160,7 +160,7 @@ class Coordinator:
                 self._queue.append(trial)
         self._queue = deque(t for t in self._queue if t.status not in FINISHED)
         self.folder.rebuild(completed)
-        for generation in range(min(self.tally.next_number // self.spec.population + 1, self.spec.generations)):
+        for generation in range(self.tally.next_number // self.spec.population + 1):
             self._close_generation(generation, ask_sql=True)
 
     def _requeue(self, trial: TrialRecord) -> TrialRecord:

@@ -219,7 +219,7 @@ def _metrics_line(result) -> str:
 def run_val(args: argparse.Namespace) -> int:
     from yolo.device import select_device
     from yolo.ensemble import load_detector
-    from yolo.evaluate import checkpoint_hyp
+    from yolo.evaluate import checkpoint_hyp, require_same_classes
     from yolo.loss import DetectionLoss
     from yolo.metrics import ap_table
     from yolo.val import inference_copy, validate
@@ -228,6 +228,8 @@ def run_val(args: argparse.Namespace) -> int:
     model, checkpoints = load_detector(args.weights, device, augment=args.augment)
     hyp = checkpoint_hyp(checkpoints[0])
     loader, data = _val_loader(args.data, args.split, args.img_size, args.batch_size, args.workers, hyp)
+    for path, checkpoint in zip(args.weights, checkpoints):
+        require_same_classes(path, checkpoint, data)
     # Val losses describe one model's plain forward pass: none for an ensemble or TTA.
     single = len(checkpoints) == 1 and not args.augment
     loss_fn = DetectionLoss.from_model(model, hyp, args.img_size) if single else None

@@ -43,6 +43,14 @@ def split_loader(
     return create_dataloader(dataset, batch_size, shuffle=False, workers=workers, seed=0), index
 
 
+def require_same_classes(weights: str | Path, checkpoint: Checkpoint, data: DataConfig) -> None:
+    """Weights for another number of classes than the data names cannot be scored on it: a
+    one-line ValueError up front, not an index error deep in the loss."""
+    nc = int(checkpoint.model_config["nc"])
+    if nc != data.nc:
+        raise ValueError(f"{weights} predicts {nc} classes but {data.yaml_path} names {data.nc}")
+
+
 def checkpoint_hyp(checkpoint: Checkpoint) -> Hyperparameters:
     """The hyperparameters the checkpoint was trained with (its loss gains and anchor threshold
     define the val losses); YOLOv5's defaults for a file that records none."""
@@ -67,8 +75,7 @@ def evaluate_checkpoint(
     config = load_data_config(data)
     torch_device = select_device(device)
     model, checkpoint = load_model(weights, torch_device)
-    if model.nc != config.nc:
-        raise ValueError(f"{weights} predicts {model.nc} classes but {config.yaml_path} names {config.nc}")
+    require_same_classes(weights, checkpoint, config)
     hyp = checkpoint_hyp(checkpoint)
     loader, index = split_loader(config, split, img_size, batch_size, hyp, workers=workers,
                                  dataset_cache=dataset_cache)

@@ -1,10 +1,12 @@
-"""What the real campaigns of the ledger show: best fitness against worker-seconds (table and
-PNG), the worker-seconds each configuration needs to reach the classic loop's final best, and the
-held-out check of the winners against the base hyperparameters (mean +- standard error)."""
+"""What the real campaigns of the ledger show: best fitness against worker-seconds (table, and a
+PNG where a path is given), the worker-seconds each configuration needs to reach the classic
+loop's final best, and the held-out check of the winners against the base hyperparameters
+(mean +- standard error)."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -57,6 +59,9 @@ def report(ledger: Path, plot: Path | None) -> dict:
     budget = max(r["budget"] for seeds in grouped.values() for trials in seeds.values() for r in trials)
     curves = {c: {s: best_curve(t) for s, t in seeds.items()} for c, seeds in grouped.items()}
     print(f"\nreal campaigns: demo fine-tune task, budget {budget:.0f} worker-seconds each (1 worker = 1 core)")
+    completed = [t for seeds in grouped.values() for ts in seeds.values() for t in ts if t["status"] == "completed"]
+    print(f"{len(completed)} completed trials, median wall time "
+          f"{statistics.median(t['end_s'] - t['start_s'] for t in completed):.1f} s")
     header = " ".join(f"{f'best@{int(f * 100)}%':>15s}" for f in FRACTIONS)
     print(f"{'config':18s} {'seeds':>5s} {'trials':>7s} {'pruned':>6s} {header}")
     for config, seeds in grouped.items():

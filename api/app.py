@@ -3,6 +3,10 @@
 The store is opened once when the app starts and closed when it stops; the launcher is built then
 too (or handed in, e.g. a ThreadLauncher for tests) and closed on shutdown, which stops the local
 Ray head it may have started.
+
+With a token configured, the token guard (api/token_guard.py) is the outermost layer: every route
+of the guarded routers, and any route added later, needs the token; the open routers (liveness,
+metrics, the dashboard's page shells and static files) answer without it.
 """
 
 from __future__ import annotations
@@ -10,18 +14,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.body_limit import BodyLimitMiddleware
+from api.deps import bearer_scheme
 from api.read_cache import ReadCacheMiddleware
 from api.launcher import Launcher, RayJobLauncher
 from api.routes import campaigns, confirmation, downloads, health, pages
 from api.settings import ApiSettings
+from api.token_guard import TokenGuardMiddleware
 from evolver.campaign import CampaignSpec
 from evolver.store import Store
 
 LauncherFactory = Callable[[ApiSettings, str], Launcher]
+
+GUARDED_ROUTERS = (campaigns.router, confirmation.router, downloads.router)  # campaign data, files, writes
+OPEN_ROUTERS = (health.router, pages.router)  # no campaign data: liveness, metrics, page shells, scripts
+UNAUTHORIZED = {401: {"description": "the server has a token and the request lacks it (or has a wrong one)"}}
 
 
 def ray_job_launcher(settings: ApiSettings, db_url: str) -> Launcher:
@@ -54,8 +64,13 @@ def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = 
                   description="Evolve YOLO training hyperparameters with YOLOv5's genetic algorithm on Ray.")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ReadCacheMiddleware, ttl=settings.read_cache_seconds)
-    for module in (campaigns, confirmation, downloads, health, pages):
-        app.include_router(module.router)
+    if settings.api_token is not None:  # added last, so it runs first: before the cache can answer
+        app.add_middleware(TokenGuardMiddleware, token=settings.api_token.get_secret_value(),
+                           open_routes=[route for router in OPEN_ROUTERS for route in router.routes])
+    for router in GUARDED_ROUTERS:
+        app.include_router(router, dependencies=[Depends(bearer_scheme)], responses=UNAUTHORIZED)
+    for router in OPEN_ROUTERS:
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)
     return app
 

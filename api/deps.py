@@ -1,15 +1,14 @@
-"""Dependencies the routes declare: the app's store, settings and launcher, the write guard, and
-the campaign a path names (404 when it names none)."""
+"""Dependencies the routes declare: the app's store, settings and launcher, the bearer scheme (for
+OpenAPI), and the campaign a path names (404 when it names none)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from api.launcher import Launcher
-from api.security import token_matches
 from api.settings import ApiSettings
 from evolver.store import CampaignNotFound, CampaignRecord, Store
 
@@ -32,20 +31,10 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
 
-_bearer = HTTPBearer(auto_error=False, description="EVOLVER_API_TOKEN, required by write endpoints when set")
-
-
-def require_writer(settings: SettingsDep,
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    """Write endpoints: with a token configured, the request must carry it (401 otherwise)."""
-    if settings.api_token is None:
-        return
-    presented = credentials.credentials if credentials is not None else None
-    if not token_matches(presented, settings.api_token.get_secret_value()):
-        raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-
-
-WriterDep = Annotated[None, Depends(require_writer)]
+# The token itself is checked by api.token_guard, before routing and the read cache; this scheme,
+# declared on the guarded routers, only marks their operations in OpenAPI (/docs shows the lock).
+bearer_scheme = HTTPBearer(auto_error=False, description="EVOLVER_API_TOKEN: when the server has one, every route "
+                           "but /healthz, /metrics and the dashboard's pages and static files needs it")
 
 CampaignId = Annotated[int, Path(ge=1, le=MAX_ID, description="campaign id")]
 

@@ -18,7 +18,8 @@ cpu_workers: 2"""
 
 
 def _page(title: str, root: str, body: str, scripts: tuple[str, ...], body_data: str = "") -> str:
-    """The common frame: header with the write-token box, then the page body, then scripts."""
+    """The common frame: header, the token prompt (hidden until the API answers 401), the page
+    body, then scripts."""
     root_attr = escape(root, quote=True)
     script_tags = "\n".join(f'<script src="{root_attr}/static/{name}" defer></script>' for name in scripts)
     return f"""<!doctype html>
@@ -34,14 +35,14 @@ def _page(title: str, root: str, body: str, scripts: tuple[str, ...], body_data:
 <body data-root="{root_attr}"{body_data}>
 <header class="topbar">
   <a class="brand" href="{root_attr}/">Evolver</a>
-  <form id="token-form" class="token" autocomplete="off">
-    <label for="token-input">API token</label>
-    <input id="token-input" type="password" autocomplete="off" placeholder="only if the server asks for one">
-    <button type="submit">Keep</button>
-    <span id="token-state" class="muted"></span>
-  </form>
 </header>
 <main>
+<form id="token-prompt" class="token-prompt" autocomplete="off" hidden>
+  <label for="token-input" id="token-reason">This server needs its API token.</label>
+  <input id="token-input" type="password" autocomplete="off" required>
+  <button type="submit">Use token</button>
+  <span class="muted">kept in this tab only, until it closes</span>
+</form>
 {body}
 </main>
 </body>

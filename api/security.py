@@ -1,5 +1,5 @@
-"""The two checks that stand between a client and the machine: who may write, and which files a
-campaign may name.
+"""The two checks that stand between a client and the machine: who holds the API token, and which
+files a campaign may name.
 
 Tokens are compared in constant time (hmac.compare_digest) so response timing reveals nothing
 about how much of a guess was right. Paths are judged after `Path.resolve()`, which follows every
@@ -11,6 +11,16 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def bearer_credentials(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive), else None."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return None
+    return credentials
 
 
 def token_matches(presented: str | None, expected: str) -> bool:

@@ -63,7 +63,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     if not settings.listens_on_loopback and settings.api_token is None:
         print(f"evolver serve: error: refusing to listen on {settings.host} without a token: set "
-              "EVOLVER_API_TOKEN (write endpoints then need 'Authorization: Bearer <token>'), or use "
+              "EVOLVER_API_TOKEN (the API then needs 'Authorization: Bearer <token>'), or use "
               "--host 127.0.0.1", file=sys.stderr)
         return 2
     import uvicorn

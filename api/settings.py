@@ -27,7 +27,8 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EVOLVER_", extra="ignore", frozen=True)
 
     db_url: str | None = Field(None, description="SQLAlchemy URL; default: SQLite in project_dir/evolver.db")
-    api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")
+    api_token: SecretStr | None = Field(None, description="bearer token every route needs but /healthz, /metrics "
+                                                             "and the dashboard's pages and static files")
     ray_address: str | None = Field(None, description="Ray dashboard / Jobs API address (http://host:8265); "
                                                       "default: a local head on 127.0.0.1 started at first use")
     ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray head (default: all)")

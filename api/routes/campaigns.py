@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request, Response
 from pydantic import BaseModel
 
-from api.deps import MAX_ID, CampaignDep, LauncherDep, SettingsDep, StoreDep, WriterDep
+from api.deps import MAX_ID, CampaignDep, LauncherDep, SettingsDep, StoreDep
 from api.launcher import LaunchError
 from api.schemas import (
     ArtefactOut,
@@ -78,11 +78,10 @@ def _fresh_run_dir(project_dir: Path, name: str) -> Path:
 
 
 @router.post("", status_code=201, response_model=CampaignOut, openapi_extra=SUBMIT_BODY,
-             responses={401: {"description": "missing or wrong bearer token"},
-                        413: {"description": "body or upload too large"},
+             responses={413: {"description": "body or upload too large"},
                         503: {"description": "stored, but Ray could not start it (status failed)"}})
-async def submit_campaign(request: Request, response: Response, _: WriterDep, settings: SettingsDep,
-                          store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+async def submit_campaign(request: Request, response: Response, settings: SettingsDep, store: StoreDep,
+                          launcher: LauncherDep) -> CampaignOut:
     """Validate a campaign (JSON spec, or multipart `spec` + optional `hyp` YAML), store it, start it."""
     document, loc, hyp = await read_submission(request, settings)
     spec = validate_spec(document, loc, hyp, settings)
@@ -155,9 +154,8 @@ def get_trial(campaign: CampaignDep, store: StoreDep,
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut,
-             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
-                        409: {"description": "the campaign already ended"}})
-def cancel_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+             responses={404: {"description": "no such campaign"}, 409: {"description": "the campaign already ended"}})
+def cancel_campaign(campaign: CampaignDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
     """Status cancelled in SQL (the coordinator stops its trials within seconds), then the Ray job is
     stopped if it has not ended after a grace period. Cancelling twice is harmless."""
     was = campaign.status
@@ -171,10 +169,10 @@ def cancel_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launch
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut,
-             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
+             responses={404: {"description": "no such campaign"},
                         409: {"description": "the campaign is queued, or a live coordinator runs it"},
                         503: {"description": "Ray could not start it"}})
-def resume_campaign(campaign: CampaignDep, _: WriterDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
+def resume_campaign(campaign: CampaignDep, store: StoreDep, launcher: LauncherDep) -> CampaignOut:
     """Continue a cancelled, failed or completed campaign, or one whose coordinator died (its lease
     lapsed): queued again with a new job. Completed trials stay; cancelled and interrupted ones run
     again as their next attempt, up to the trial count the campaign asked for. Of two resumes at
@@ -203,10 +201,10 @@ class ExportOut(BaseModel):
 
 
 @router.post("/{campaign_id}/export", response_model=ExportOut,
-             responses={401: {"description": "missing or wrong bearer token"}, 404: {"description": "no such campaign"},
+             responses={404: {"description": "no such campaign"},
                         409: {"description": "not running or completed, or no trial with weights yet"},
                         500: {"description": "the export failed (e.g. its ONNX failed the parity check)"}})
-def export_campaign_winner(campaign: CampaignDep, _: WriterDep, store: StoreDep,
+def export_campaign_winner(campaign: CampaignDep, store: StoreDep,
                            formats: Annotated[list[ExportFormat] | None, Query(
                                description="formats (repeat the parameter); default: the campaign's exports")] = None,
                            ) -> ExportOut:

@@ -125,12 +125,23 @@
     return `search's best single trial ${formatFitness(c.best_fitness)} (not confirmed)`;
   }
 
+  // Links to the API's paths (a.url and c.links are paths below the app's root) that open through
+  // Evolver's fetch with the token: a file is saved, a trial's JSON opens in a new tab.
+  function apiLink(path, props, open) {
+    const onclick = (event) => {
+      event.preventDefault();
+      open().catch((err) => showMessage(`Cannot open ${path}: ${err.message}`, true));
+    };
+    return element("a", { ...props, href: Evolver.url(path), onclick });
+  }
+
   function renderDownloads(c) {
     const links = c.links || {};
-    const button = (href, text) => element("a", { className: "button", href, textContent: text, download: "" });
+    const button = (path, name) =>
+      apiLink(path, { className: "button", textContent: name, download: name }, () => Evolver.download(path, name));
     const items = [
-      button(links.hyp_evolved || Evolver.url(`${base}/hyp_evolved.yaml`), "hyp_evolved.yaml"),
-      button(links.evolve_csv || Evolver.url(`${base}/evolve.csv`), "evolve.csv"),
+      button(links.hyp_evolved || `${base}/hyp_evolved.yaml`, "hyp_evolved.yaml"),
+      button(links.evolve_csv || `${base}/evolve.csv`, "evolve.csv"),
       ...(c.artefacts || []).map((a) => button(a.url, a.name)),
     ];
     document.getElementById("downloads").replaceChildren(...items);
@@ -207,7 +218,8 @@
   function trialRow(t) {
     const status = element("td", {}, statusBadge(t.status));
     if (t.error) status.title = t.error;
-    const number = element("a", { href: Evolver.url(`${base}/trials/${t.number}`), textContent: t.number });
+    const path = `${base}/trials/${t.number}`;
+    const number = apiLink(path, { textContent: t.number }, () => Evolver.openInTab(path));
     return element(
       "tr",
       { className: `trial status-${t.status}` },

@@ -1,4 +1,5 @@
-// Shared by the dashboard pages: calls to the REST API, the write token, polling, formatting.
+// Shared by the dashboard pages: calls to the REST API with the token, the token prompt,
+// downloads, polling, formatting.
 // Plain browser JavaScript (no build step). Data is only ever written into the page as text
 // (textContent), never as HTML, so nothing a client stored can run in someone else's browser.
 "use strict";
@@ -6,6 +7,7 @@
 const Evolver = (() => {
   const root = document.body.dataset.root || "";
   const TOKEN_KEY = "evolver.apiToken";
+  const TOKEN_GIVEN = "evolver:token"; // event on document once the prompt got a token
 
   class ApiError extends Error {
     constructor(status, message) {
@@ -35,33 +37,77 @@ const Evolver = (() => {
     if (Array.isArray(detail)) {
       return detail.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("\n");
     }
-    if (response.status === 401) return "This server needs an API token: paste it at the top right.";
+    if (response.status === 401) return "This server needs its API token: enter it above.";
     return typeof detail === "string" ? detail : JSON.stringify(body);
   }
 
-  async function getJSON(path) {
-    const response = await fetch(url(path), { headers: { Accept: "application/json" }, cache: "no-store" });
+  // Every call to the API goes through here: it carries the tab's token (when it has one), and a
+  // 401 shows the token prompt. A 401 to a request sent before the token changed is stale: ignored.
+  async function request(path, init = {}) {
+    const sent = token();
+    const headers = { ...(init.headers || {}) };
+    if (sent) headers.Authorization = `Bearer ${sent}`;
+    const response = await fetch(url(path), { ...init, headers });
+    if (response.status === 401 && token() === sent) askForToken(sent !== "");
     if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
+    return response;
+  }
+
+  async function getJSON(path) {
+    const response = await request(path, { headers: { Accept: "application/json" }, cache: "no-store" });
     return response.json();
   }
 
-  // POST with the bearer token; `body` is a FormData, or any value sent as JSON.
+  // `body` is a FormData, or any value sent as JSON.
   async function post(path, body) {
     const headers = { Accept: "application/json" };
-    if (token()) headers.Authorization = `Bearer ${token()}`;
     let payload = body;
     if (body !== undefined && !(body instanceof FormData)) {
       headers["Content-Type"] = "application/json";
       payload = JSON.stringify(body);
     }
-    const response = await fetch(url(path), { method: "POST", headers, body: payload });
-    if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
+    const response = await request(path, { method: "POST", headers, body: payload });
     return response.json();
   }
 
-  // Calls `tick` every `ms`, never two at once, skipping while the tab is hidden.
+  // A plain link cannot carry the token, so files are fetched (with it) and handed to the browser
+  // as a blob: no token ever appears in a URL.
+  async function fetchBlobURL(path) {
+    const blob = await (await request(path, { cache: "no-store" })).blob();
+    const href = URL.createObjectURL(blob);
+    setTimeout(() => URL.revokeObjectURL(href), 60_000); // long enough for the browser to take it
+    return href;
+  }
+
+  async function download(path, filename) {
+    const link = element("a", { href: await fetchBlobURL(path), download: filename, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  }
+
+  // API JSON (a trial's detail) in a new tab: the tab opens during the click, so popup blockers
+  // let it, and shows the answer once the fetch has it.
+  async function openInTab(path) {
+    const tab = window.open("", "_blank");
+    if (!tab) throw new Error("the browser blocked the new tab");
+    try {
+      tab.location.href = await fetchBlobURL(path);
+    } catch (err) {
+      tab.close();
+      throw err;
+    }
+  }
+
+  // Calls `tick` every `ms`, never two at once, skipping while the tab is hidden; at once when the
+  // prompt gets a token.
   function poll(tick, ms) {
+    let timer = null;
+    let busy = false;
     async function loop() {
+      clearTimeout(timer);
+      if (busy) return; // the running tick schedules the next one
+      busy = true;
       if (!document.hidden) {
         try {
           await tick();
@@ -69,8 +115,10 @@ const Evolver = (() => {
           console.error(err);
         }
       }
-      setTimeout(loop, ms);
+      busy = false;
+      timer = setTimeout(loop, ms);
     }
+    document.addEventListener(TOKEN_GIVEN, loop);
     loop();
   }
 
@@ -100,24 +148,38 @@ const Evolver = (() => {
 
   const formatTime = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
-  // The token box in the page header.
-  function setUpTokenForm() {
-    const form = document.getElementById("token-form");
-    const input = document.getElementById("token-input");
-    const state = document.getElementById("token-state");
-    const show = () => {
-      state.textContent = token() ? "token kept for this tab" : "";
-    };
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      setToken(input.value.trim());
-      input.value = "";
-      show();
-    });
-    show();
+  // The token prompt: shown when the API answers 401 (a refused token is forgotten), hidden once
+  // a token is given; the pages then poll again at once.
+  function askForToken(refused) {
+    if (refused) setToken("");
+    const prompt = document.getElementById("token-prompt");
+    document.getElementById("token-reason").textContent = refused
+      ? "The server refused that token: enter its API token."
+      : "This server needs its API token.";
+    if (prompt.hidden) {
+      prompt.hidden = false;
+      document.getElementById("token-input").focus();
+    }
   }
 
-  document.addEventListener("DOMContentLoaded", setUpTokenForm);
+  function setUpTokenPrompt() {
+    const prompt = document.getElementById("token-prompt");
+    const input = document.getElementById("token-input");
+    prompt.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (!value) return;
+      setToken(value);
+      input.value = "";
+      prompt.hidden = true;
+      document.dispatchEvent(new Event(TOKEN_GIVEN));
+    });
+  }
 
-  return { ApiError, url, getJSON, post, poll, element, statusBadge, formatFitness, formatDuration, formatTime };
+  document.addEventListener("DOMContentLoaded", setUpTokenPrompt);
+
+  return {
+    ApiError, url, getJSON, post, download, openInTab, poll, element, statusBadge, formatFitness, formatDuration,
+    formatTime,
+  };
 })();

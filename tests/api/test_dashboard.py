@@ -3,15 +3,18 @@
 a local Ray, its confirmation stage on as in the demo): the fitness chart has one point per finished
 search trial, the evolve plot one chart per mutated hyperparameter, the confirmation panel the
 candidates' confirmed means with their SE error bars beside their search fitness, the table sorts,
-cancel works (with the token pasted into the page), the page follows new trials (and the
-confirmation's state) without a reload, and a screenshot is saved."""
+the page follows new trials (and the confirmation's state) without a reload, and a screenshot is
+saved. With a token set the page asks for it once (and only then shows campaigns), cancel works,
+files download through fetch with the token; without one no prompt ever shows."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,17 +67,15 @@ def campaigns(tmp_path_factory) -> Iterator[tuple[str, dict[str, int]]]:
     yield url, ids
 
 
-@pytest.fixture(scope="module")
-def server(campaigns, tmp_path_factory) -> Iterator[str]:
+@contextmanager
+def _serving(db_url: str, folder: Path, token: str | None) -> Iterator[str]:
     """The real app (api.app.create_app) under uvicorn on a free loopback port; yields its base URL."""
     import uvicorn
 
     from api.app import create_app
     from api.settings import ApiSettings
 
-    url, _ = campaigns
-    folder = tmp_path_factory.mktemp("api")
-    settings = ApiSettings(db_url=url, api_token=TOKEN, project_dir=folder / "runs", data_roots=[folder],
+    settings = ApiSettings(db_url=db_url, api_token=token, project_dir=folder / "runs", data_roots=[folder],
                            cancel_grace_seconds=0)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -93,6 +94,20 @@ def server(campaigns, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def server(campaigns, tmp_path_factory) -> Iterator[str]:
+    """A server with a token (as on a network): everything but the pages and /healthz needs it."""
+    with _serving(campaigns[0], tmp_path_factory.mktemp("api"), TOKEN) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def open_server(campaigns, tmp_path_factory) -> Iterator[str]:
+    """The same store served without a token (loopback, as `evolver serve` runs by default)."""
+    with _serving(campaigns[0], tmp_path_factory.mktemp("open-api"), None) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
@@ -102,16 +117,34 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser):
-    """A fresh tab (fresh sessionStorage) that fails the test on any JavaScript error."""
+@contextmanager
+def _tab(browser, token: str | None) -> Iterator[object]:
+    """A fresh tab (fresh sessionStorage, holding `token` if given) that fails the test on any
+    JavaScript error."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    if token is not None:  # as if the prompt had been answered earlier in this tab
+        context.add_init_script(f"try {{ sessionStorage.setItem('evolver.apiToken', {json.dumps(token)}) }} "
+                                "catch {}")
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda err: errors.append(str(err)))
     yield tab
     context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser):
+    """A tab that already holds the token."""
+    with _tab(browser, TOKEN) as tab:
+        yield tab
+
+
+@pytest.fixture
+def bare_page(browser):
+    """A tab with no token: what a new visitor opens."""
+    with _tab(browser, None) as tab:
+        yield tab
 
 
 @pytest.fixture
@@ -172,8 +205,7 @@ def test_campaign_page_draws_every_finished_trial(server, campaigns, store, page
     assert page.locator("#cancel-button").is_disabled()
     downloads = page.locator("#downloads a").all_inner_texts()
     assert downloads[:2] == ["hyp_evolved.yaml", "evolve.csv"]
-    hyp_href = page.locator("#downloads a").first.get_attribute("href")
-    assert page.request.get(server + hyp_href if hyp_href.startswith("/") else hyp_href).ok
+    assert page.locator("#token-prompt").is_hidden()
 
     shot = tmp_path / "campaign.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -234,20 +266,75 @@ def test_clicking_a_header_sorts_the_table(server, campaigns, store, page):
     assert _table_numbers(page) == [t.number for t in trials]
 
 
-def test_cancel_button_needs_the_token_then_cancels(server, campaigns, store, page):
-    cid = campaigns[1]["queued"]
-    page.goto(f"{server}/campaigns/{cid}/view")
-    cancel = page.locator("#cancel-button")
-    page.wait_for_function("() => !document.getElementById('cancel-button').disabled")
-    cancel.click()  # no token yet: refused, nothing changes
-    page.locator("#message.error").wait_for()
-    assert "token" in page.locator("#message").inner_text()
-    assert store.campaign(cid).status == "queued"
+def _download(page, name: str) -> bytes:
+    """Clicks the page's download button `name` and returns what the browser saved."""
+    with page.expect_download(timeout=10_000) as saving:
+        page.locator("#downloads a", has_text=name).first.click()
+    download = saving.value
+    assert download.suggested_filename == name
+    return Path(download.path()).read_bytes()
+
+
+def test_with_a_token_the_dashboard_asks_once_then_lists_and_downloads(server, campaigns, store, bare_page):
+    page, ids = bare_page, campaigns[1]
+    page.goto(f"{server}/")
+    prompt = page.locator("#token-prompt")
+    prompt.wait_for(state="visible", timeout=10_000)  # the list's first fetch answered 401
+    assert page.locator("#token-reason").inner_text() == "This server needs its API token."
+    assert page.locator(f"#campaign-{ids['done']}").count() == 0  # nothing shown without the token
+
+    page.fill("#token-input", "not-the-token")
+    page.click("#token-prompt button")
+    page.wait_for_function("() => /refused/.test(document.getElementById('token-reason').textContent)",
+                           timeout=10_000)
+    assert prompt.is_visible()
+    assert page.evaluate("() => sessionStorage.getItem('evolver.apiToken')") is None  # a refused token is dropped
 
     page.fill("#token-input", TOKEN)
-    page.click("#token-form button")
+    page.click("#token-prompt button")
+    for cid in ids.values():
+        page.locator(f"#campaign-{cid} a").wait_for(timeout=10_000)
+    assert prompt.is_hidden()
     assert page.evaluate("() => sessionStorage.getItem('evolver.apiToken')") == TOKEN
+    assert TOKEN not in " ".join(page.evaluate("() => [...document.querySelectorAll('a')].map(a => a.href)"))
+
+    page.click(f"#campaign-{ids['done']} a")  # another page of the same tab: no second question
+    page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'completed'")
+    run_dir = Path(store.campaign(ids["done"]).run_dir)
+    assert _download(page, "hyp_evolved.yaml") == (run_dir / "hyp_evolved.yaml").read_bytes()
+    assert _download(page, "evolve.csv") == (run_dir / "evolve.csv").read_bytes()
+    with page.context.expect_page(timeout=10_000) as opening:  # a trial's JSON, fetched with the token
+        page.locator("#trials tbody tr").first.locator("a").click()
+    detail = opening.value
+    detail.wait_for_load_state()
+    assert json.loads(detail.locator("body").inner_text())["number"] == store.trials(ids["done"])[0].number
+    assert prompt.is_hidden()
+
+
+def test_without_a_token_no_prompt_appears_and_downloads_work(open_server, campaigns, store, bare_page):
+    page, ids = bare_page, campaigns[1]
+    page.goto(f"{open_server}/")
+    for cid in ids.values():
+        page.locator(f"#campaign-{cid} a").wait_for(timeout=10_000)
+    page.goto(f"{open_server}/campaigns/{ids['done']}/view")
+    page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'completed'")
+    run_dir = Path(store.campaign(ids["done"]).run_dir)
+    assert _download(page, "hyp_evolved.yaml") == (run_dir / "hyp_evolved.yaml").read_bytes()
+    assert page.locator("#token-prompt").is_hidden()
+    assert page.evaluate("() => sessionStorage.getItem('evolver.apiToken')") is None
+
+
+def test_cancel_works_once_the_prompt_has_the_token(server, campaigns, store, bare_page):
+    page, cid = bare_page, campaigns[1]["queued"]
+    page.goto(f"{server}/campaigns/{cid}/view")
+    page.locator("#token-prompt").wait_for(state="visible", timeout=10_000)
+    assert "token" in page.locator("#message").inner_text()  # the page says why it shows nothing
+    assert page.locator("#cancel-button").is_disabled()
+    page.fill("#token-input", TOKEN)
+    page.keyboard.press("Enter")
+    cancel = page.locator("#cancel-button")
     page.wait_for_function("() => !document.getElementById('cancel-button').disabled")
+    assert page.locator("#message").is_hidden()
     cancel.click()
     page.wait_for_function("() => document.getElementById('campaign-status').textContent === 'cancelled'")
     assert store.campaign(cid).status == "cancelled"
@@ -289,7 +376,6 @@ def test_list_page_links_campaigns_and_shows_rejections(server, campaigns, page,
     for cid in ids.values():
         page.locator(f"#campaign-{cid} a").wait_for()
     assert page.locator(f"#campaign-{ids['done']} td").nth(2).inner_text() == "completed"
-    page.evaluate(f"() => sessionStorage.setItem('evolver.apiToken', {TOKEN!r})")
     page.fill("#spec-text", "name: bad\ntrainer: sleep\ngenerations: -1\n")
     page.click("#submit-button")
     result = page.locator("#submit-result.error")
@@ -311,9 +397,13 @@ def test_static_assets_come_from_the_app(server):
         assert plotly_js.status_code == 200 and plotly_js.content == packaged
         again = client.get("/static/plotly.min.js", headers={"If-None-Match": plotly_js.headers["etag"]})
         assert again.status_code == 304
-        assert client.get("/static/dashboard.js").status_code == 200
-        assert client.get("/static/..%2Fpages_html.py").status_code == 404
+        assert client.get("/static/dashboard.js").status_code == 200  # pages and scripts need no token
+        escape = "/static/..%2Fpages_html.py"  # no static route matches it, so the token guard answers first
+        assert client.get(escape).status_code == 401
+        assert client.get(escape, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
         assert client.get("/static/app.py").status_code == 404
+        assert client.get("/campaigns/1/view").status_code == 200
+        assert client.get("/campaigns").status_code == 401  # campaign data does
         page = client.get("/")
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN

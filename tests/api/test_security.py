@@ -1,13 +1,16 @@
-"""Security and bad input: bearer token on writes, data-root confinement of every path (`..` and
+"""Security and bad input: the bearer token on every route but the open ones (liveness, metrics,
+the dashboard's page shells and static files), data-root confinement of every path (`..` and
 symlink escapes), safe YAML only, body and upload limits, 422 naming each bad field, and nothing
 stored by any rejected request. `evolver serve` refuses a public address without a token."""
 
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import yaml
+from fastapi.routing import iter_route_contexts
 
 from evolver.cli import main
 from evolver.store import Store
@@ -48,12 +51,87 @@ def test_write_endpoints_need_the_token(tmp_path):
         ok = client.post("/campaigns", json=sleep_spec(), headers={"Authorization": "Bearer s3cret-token"})
         assert ok.status_code == 201
         cid = ok.json()["id"]
-        assert client.get(f"/campaigns/{cid}").status_code == 200  # reads stay open
+        auth = {"Authorization": "Bearer s3cret-token"}
+        assert client.get(f"/campaigns/{cid}").status_code == 401  # reads need it too
+        assert client.get(f"/campaigns/{cid}", headers={"Authorization": "bearer s3cret-token"}).status_code == 200
         assert client.post(f"/campaigns/{cid}/cancel").status_code == 401
         assert stored(settings) == [(cid, "queued")]
-        auth = {"Authorization": "Bearer s3cret-token"}
         assert client.post(f"/campaigns/{cid}/cancel", headers=auth).json()["status"] == "cancelled"
         assert client.post(f"/campaigns/{cid}/resume").status_code == 401
+
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# What answers without the token when one is set: liveness, metrics, the dashboard's page shells
+# and static files. Everything else the app serves, now or added later, needs it.
+OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/campaigns/{campaign_id}/view"),
+               ("GET", "/static/plotly.min.js"), ("GET", "/static/{name}")}
+
+
+def served_routes(app) -> list[tuple[str, str]]:
+    """(method, path template) of every route the app serves, included routers flattened."""
+    return sorted({(method, route.path) for route in iter_route_contexts(app.routes)
+                   for method in (route.methods or ())})
+
+
+def concrete(path: str, campaign_id: int) -> str:
+    """The template with a sample value in each parameter (a new parameter needs one here)."""
+    samples = {"campaign_id": str(campaign_id), "number": "0", "name": "dashboard.js"}
+
+    def sample(match: re.Match) -> str:
+        name = match.group(1).split(":")[0]
+        assert name in samples, f"route parameter {name!r} has no sample value in this test: add one"
+        return samples[name]
+
+    return re.sub(r"{([^}]+)}", sample, path)
+
+
+def answers(client, method: str, path: str, headers: dict | None = None) -> int:
+    return client.request(method, path, headers=headers).status_code
+
+
+def test_with_a_token_every_route_but_the_open_ones_needs_it(tmp_path):
+    settings = api_settings(tmp_path, api_token=TOKEN, read_cache_seconds=5.0)
+    with running_app(settings, launcher="queue") as (client, _):
+        cid = client.post("/campaigns", json=sleep_spec(), headers=AUTH).json()["id"]
+        routes = served_routes(client.app)
+        assert OPEN_ROUTES <= set(routes)  # the test's list names routes that exist
+        guarded = [(m, p) for m, p in routes if (m, p) not in OPEN_ROUTES and m != "HEAD"]
+        assert ("GET", "/campaigns/{campaign_id}/artefacts/{name}") in guarded and ("GET", "/docs") in guarded
+        for method, template in routes:
+            path = concrete(template, cid)
+            if (method, template) in OPEN_ROUTES:
+                assert answers(client, method, path) != 401, (method, path)
+                continue
+            refused = client.request(method, path)
+            assert refused.status_code == 401, (method, path, refused.status_code)
+            assert refused.headers["www-authenticate"] == "Bearer"
+            if method != "HEAD":
+                assert refused.json() == {"detail": "a valid bearer token is required"}
+            assert answers(client, method, path, {"Authorization": f"Bearer {TOKEN}x"}) == 401, (method, path)
+            assert answers(client, method, path, {"Authorization": f"Basic {TOKEN}"}) == 401, (method, path)
+            assert answers(client, method, path, AUTH) != 401, (method, path)
+        assert answers(client, "GET", "/no-such-route") == 401  # refused by default
+        assert answers(client, "GET", "/no-such-route", AUTH) == 404
+        assert answers(client, "POST", "/healthz") == 401  # open is per method, not per path
+
+
+def test_a_cached_read_is_never_handed_out_without_the_token(tmp_path):
+    settings = api_settings(tmp_path, api_token=TOKEN, read_cache_seconds=30.0)
+    with running_app(settings, launcher="queue") as (client, _):
+        cid = client.post("/campaigns", json=sleep_spec(), headers=AUTH).json()["id"]
+        for path in ("/campaigns", f"/campaigns/{cid}", f"/campaigns/{cid}/trials"):
+            assert client.get(path, headers=AUTH).status_code == 200  # now in the read cache
+            assert client.get(path).status_code == 401, path
+
+
+def test_without_a_token_every_route_answers_as_before(tmp_path):
+    settings = api_settings(tmp_path)
+    assert settings.api_token is None and settings.listens_on_loopback
+    with running_app(settings, launcher="queue") as (client, _):
+        cid = client.post("/campaigns", json=sleep_spec()).json()["id"]
+        for method, template in served_routes(client.app):
+            assert answers(client, method, concrete(template, cid)) != 401, (method, template)
 
 
 def test_bad_fields_are_422_naming_each(app):

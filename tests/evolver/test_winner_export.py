@@ -114,9 +114,10 @@ def test_api_export_endpoint(finished_campaign, tmp_path):
         body = response.json()
         assert body["parity"].startswith("parity PASS") and body["skipped"] == {}
         onnx = next(a for a in body["artefacts"] if a["kind"] == "onnx")
-        listed = client.get(f"/campaigns/{cid}").json()["artefacts"]
+        assert client.get(f"/campaigns/{cid}").status_code == 401  # with a token set, reads need it too
+        listed = client.get(f"/campaigns/{cid}", headers=auth).json()["artefacts"]
         assert onnx in listed  # the dashboard's download list reads the same rows
-        download = client.get(onnx["url"])
+        download = client.get(onnx["url"], headers=auth)
         assert download.status_code == 200 and hashlib.sha256(download.content).hexdigest() == onnx["sha256"]
         assert client.post(f"/campaigns/{cid}/export", params={"formats": ["pt"]}, headers=auth).status_code == 422
         with Store.open(Store.sqlite_url(db)) as store:

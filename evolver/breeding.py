@@ -7,6 +7,8 @@ finished trial may become a parent.
 - `sync` (YOLOv5's loop when population is 1): generation g is bred only once every generation
   before it is closed, and a completed trial becomes a parent only when its generation closes, so
   the children repeat exactly whatever order the trials of a generation finish in.
+- Pruned and failed search trials reach the searcher the same way (never as parents: Optuna's
+  study is told how they ended).
 
 After the search, a confirmation stage (evolver/confirmation.py) may be the source of the
 remaining trials: once every search trial has finished, `confirmation()` plans them (from SQL) and
@@ -84,7 +86,8 @@ class Breeding:
         return Child(number, self.tally.generation_of(self.tally.searched - 1) + 1, self._plan[index], "confirm")
 
     def completed(self, generation: int, observation: Observation) -> None:
-        """A completed trial: a parent candidate now, or (sync) once its generation closes."""
+        """A finished search trial (`observation.outcome`): the searcher hears of it now, or (sync)
+        once its generation closes; only a completed one may become a parent."""
         if self.sync and generation not in self.tally.closed:
             self._held[generation].append(observation)
             return

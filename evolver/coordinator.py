@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from evolver.progress import CampaignProgress
 from evolver.breeding import Breeding
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
-from evolver.searcher import Observation, Searcher
+from evolver.searcher import OUTCOMES, Observation, Searcher
 from evolver.store import Placement, Store, TrialRecord
 from workers import TrialResult, TrialSpec, WorkerHandle, WorkerLocation, WorkerPool
 from workers.start_weights import safe_start_weights
@@ -149,8 +150,9 @@ class Coordinator:
         self.breeding = Breeding(searcher, self.tally, sync=self.spec.sync, shared_seed=shared,
                                  confirmation=self._plan_confirmation)
         completed = [t for t in trials if t.status == "completed"]
-        for trial in completed:
+        for trial in trials:  # the searcher hears of every finished search trial, as it did when each ended
             self._observe(trial)
+        for trial in completed:
             if self.spec.early_stopping.rule != "none" and trial.stage == "search":
                 self.pruner.add_completed([e.fitness for e in self.store.epochs(self.campaign_id, trial.number)])
         for trial in trials:
@@ -172,16 +174,20 @@ class Coordinator:
                                     error=f"interrupted {trial.attempt} times (max_attempts={self.spec.max_attempts})")
             failed = self.store.trial(self.campaign_id, trial.number)
             self.tally.finish(failed)
+            self._observe(failed)
             self._close_generation(trial.generation)
             return failed
         self.store.requeue_trial(self.campaign_id, trial.number)
         return self.store.trial(self.campaign_id, trial.number)
 
     def _observe(self, trial: TrialRecord) -> None:
-        """A completed search trial becomes a parent candidate (when: `Breeding.completed`);
-        retrainings are scored on another split and never breed."""
-        if trial.stage == "search":
-            self.breeding.completed(trial.generation, Observation(trial.number, trial.hyp, trial.fitness or 0.0))
+        """A finished search trial reaches the searcher (when: `Breeding.completed`): a completed one
+        as a parent candidate, a pruned or failed one as ended (Optuna's study stops counting it as
+        running). Cancelled trials run again; retrainings are scored on another split and never breed."""
+        if trial.stage != "search" or trial.status not in OUTCOMES:
+            return
+        fitness = (trial.fitness or 0.0) if trial.status == "completed" else math.nan
+        self.breeding.completed(trial.generation, Observation(trial.number, trial.hyp, fitness, trial.status))
 
     def _plan_confirmation(self) -> list:
         """The confirmation stage's trials, planned from the stored search trials (all finished)."""
@@ -346,10 +352,9 @@ class Coordinator:
             record = dataclasses.replace(trial, status=status, metrics=dict(metrics), fitness=fitness,
                                          epochs_done=epochs_done, weights_path=weights)
             self.tally.finish(record)
-            if status == "completed":
-                self._observe(record)
-                if record.stage == "search":
-                    self.pruner.add_completed(busy.epochs)
+            self._observe(record)
+            if status == "completed" and record.stage == "search":
+                self.pruner.add_completed(busy.epochs)
             if record.stage == "confirm":
                 self.folder.add_retraining(record)
             elif status == "completed":

@@ -1,9 +1,10 @@
 """What to train next: the searcher interface and its first implementation, YOLOv5's GA.
 
 The split follows Ray Tune's searcher: `suggest(number)` proposes trial `number`'s
-hyperparameters, `observe(...)` tells it about a finished trial that may serve as a parent. The
-GA keeps no other state, so after a coordinator crash the same searcher is rebuilt by observing
-the completed trials stored in SQL again.
+hyperparameters, `observe(...)` tells it about a finished search trial: completed ones may serve
+as parents; pruned and failed ones only end what the searcher had in flight. The GA keeps no other
+state, so after a coordinator crash the same searcher is rebuilt by observing the finished trials
+stored in SQL again.
 
 Reproducibility: trial `number` draws from `default_rng([seed, number])` and parents are ranked
 over observations sorted by trial number, so a child depends only on the campaign seed, its
@@ -16,7 +17,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -41,13 +42,29 @@ class Suggestion:
     seed: int  # training seed of this trial
 
 
+OUTCOMES = ("completed", "pruned", "failed")
+
+
 @dataclass(frozen=True)
 class Observation:
-    """A finished trial usable as a parent (completed; never failed or pruned)."""
+    """A finished search trial. Only a completed one with a finite fitness may be a parent; pruned
+    and failed ones (fitness nan) are told so that a searcher keeping trials in flight (Optuna's
+    study) knows they ended, and how."""
 
     number: int
     hyp: dict[str, float]
     fitness: float
+    outcome: Literal["completed", "pruned", "failed"] = "completed"
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"trial {self.number}: outcome must be one of {', '.join(OUTCOMES)}, "
+                             f"got {self.outcome!r}")
+
+    @property
+    def scored(self) -> bool:
+        """Completed with a finite fitness (a diverged run completes with nan)."""
+        return self.outcome == "completed" and math.isfinite(self.fitness)
 
 
 @runtime_checkable
@@ -111,8 +128,9 @@ class GeneticSearcher:
 
     def observe(self, observation: Observation) -> None:
         """Remember a parent candidate. Observing a number again replaces it (resume re-observes).
-        A non-finite fitness (diverged run) can never be a good parent and is ignored."""
-        if not math.isfinite(observation.fitness):
+        A pruned or failed trial, or a non-finite fitness (diverged run), can never be a good
+        parent and is ignored."""
+        if not observation.scored:
             if self._observed.pop(observation.number, None) is not None:
                 self._top = self._best_numbers(self._observed)
             return

@@ -7,6 +7,7 @@ import csv
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import pytest
 import yaml
@@ -285,6 +286,40 @@ def test_a_tpe_campaign_resumed_after_a_cancel_rebuilds_its_study_from_sql(local
     assert outcome.status == "completed" and [t.status for t in trials] == ["completed"] * 12
     assert all(trials[n].hyp == hyp for n, hyp in before.items())  # finished trials are kept as they were
     assert len({tuple(t.hyp.values()) for t in trials}) == 12  # the rebuilt study went on, not over
+
+
+@dataclass(frozen=True)
+class FailingEveryThirdTrial:
+    """The sleep trainer, except that trials 2, 5, 8, ... raise (the worker reports them failed)."""
+
+    sleep: SleepTrialTrainer
+
+    def __call__(self, spec, report, should_stop):
+        if spec.number % 3 == 2:
+            raise RuntimeError(f"trial {spec.number} fails on purpose")
+        return self.sleep(spec, report, should_stop)
+
+
+def test_a_tpe_study_learns_pruned_and_failed_trials_as_such_and_a_resume_rebuilds_it(local_ray, tmp_path):
+    pytest.importorskip("optuna")
+    store, cid = make_campaign(tmp_path, name="tpe-ends", trainer="sleep", epochs=4, generations=10, population=1,
+                               cpu_workers=2, searcher="tpe",
+                               early_stopping={"rule": "median", "min_epochs": 1, "min_trials": 2})
+    pool = WorkerPool(FailingEveryThirdTrial(SleepTrialTrainer(min_seconds=1.4, max_seconds=1.8)), cpu_workers=2)
+    coordinator = Coordinator(store, cid, pool, FAST)
+    try:
+        outcome = coordinator.run()
+    finally:
+        pool.shutdown()
+    assert outcome.failed == 3 and outcome.pruned > 0 and outcome.completed + outcome.pruned == 7
+    states = {"completed": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+    live = coordinator.breeding.searcher
+    assert live.pending == set()  # nothing left running (TPE's constant liar would count it as bad)
+    assert [t.state.name for t in live.study.trials] == [states[t.status] for t in store.trials(cid)]
+    resumed = Coordinator(store, cid, WorkerPool(cpu_workers=1), FAST)  # what a restart rebuilds from SQL
+    resumed._load()
+    assert [(t.state, t.params, t.value) for t in resumed.breeding.searcher.study.trials] == \
+        [(t.state, t.params, t.value) for t in live.study.trials]
 
 
 def test_a_searcher_that_cannot_be_made_fails_the_campaign_with_the_reason(local_ray, tmp_path, monkeypatch):

@@ -312,9 +312,42 @@ class RayJobLauncher:
             timer.cancel()
             self._stop_job(*timer.args)
         if self._head is not None:
+            self._stop_jobs_on_our_head()
             self._head.stop()
             self._head = None
         self._client = None
+
+    def _stop_jobs_on_our_head(self) -> None:
+        """The local head goes away with the server, and the coordinators running on it with it:
+        stop their jobs first (SIGTERM, as `ray job stop`), so each records its trials cancelled
+        and lets go of its campaign (`evolver resume` / POST …/resume continue it at once) instead
+        of dying with a live lease. Jobs on a cluster given by address are left running."""
+        with self._lock:
+            watched, client = dict(self._watched), self._client
+        if client is None or not watched:
+            return
+        running = []
+        for job_id, campaign_id in watched.items():
+            try:
+                if str(client.get_job_status(job_id)) not in ENDED_JOB_STATES:
+                    log.warning("campaign %d: stopping Ray job %s with the server; `evolver resume %d` (or POST "
+                                "/campaigns/%d/resume once it is back) continues it", campaign_id, job_id, campaign_id,
+                                campaign_id)
+                    client.stop_job(job_id)
+                    running.append(job_id)
+            except Exception as err:  # noqa: BLE001 -- the head goes away next anyway
+                log.warning("campaign %d: stopping Ray job %s failed: %s", campaign_id, job_id, err)
+        deadline = time.monotonic() + self.cancel_grace_seconds
+        while running and time.monotonic() < deadline:
+            time.sleep(0.2)
+            running = [job for job in running if not self._job_has_ended(client, job)]
+
+    @staticmethod
+    def _job_has_ended(client, job_id: str) -> bool:
+        try:
+            return str(client.get_job_status(job_id)) in ENDED_JOB_STATES
+        except Exception:  # noqa: BLE001 -- unreachable: nothing more to wait for
+            return True
 
 
 # --------------------------------------------------------------------------------- queue only

@@ -130,6 +130,16 @@ class CampaignSpec(BaseModel):
         "('engine' needs a worker with a GPU and TensorRT)")
     trainer: Literal["yolo", "sleep"] = Field(
         "yolo", description="'sleep' trains nothing: a dry run of the cluster and the GA")
+    dry_run_seconds: tuple[float, float] = Field(
+        (0.2, 0.8), description="trainer 'sleep' only: each trial sleeps a random [min, max] seconds, spread "
+        "over its epochs (set it near your real trials' length to rehearse cancels and resumes)")
+
+    @field_validator("dry_run_seconds")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] <= value[1] <= 86_400:
+            raise ValueError(f"need 0 <= min <= max <= 86400 seconds, got {list(value)}")
+        return value
 
     @field_validator("img_size")
     @classmethod

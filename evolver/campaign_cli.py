@@ -130,7 +130,9 @@ def run_campaign(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         campaign_id = args.campaign if args.campaign is not None else _create(store, args.spec, args.project)
         if args.command == "resume" and store.campaign(campaign_id).status != "queued":
-            lifecycle.reopen(store, campaign_id)  # ended, or its coordinator died: queued for the claim
+            # ended, or its coordinator died: queued for the claim (a lease that lapses within a
+            # lease's length is waited out: after a SIGKILL nobody is left to release it)
+            lifecycle.reopen(store, campaign_id, wait_for_lapse=max(args.lease, 30.0) + 5.0)
         record = store.campaign(campaign_id)
         from evolver.campaign import CampaignSpec
 
@@ -142,6 +144,10 @@ def run_campaign(args: argparse.Namespace) -> int:
         connect(args.address, num_gpus=args.num_gpus)
         outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(
             progress=not args.quiet, lease_seconds=args.lease))
+        if outcome.interrupted:
+            print(f"campaign {campaign_id} interrupted by {outcome.interrupted} after {outcome.seconds:.0f}s: "
+                  f"{outcome.completed} trials completed are kept; `evolver resume {campaign_id}` continues it")
+            return 130
         best = "-" if outcome.best_fitness is None else f"{outcome.best_fitness:.5f} (trial {outcome.best_trial})"
         print(f"campaign {campaign_id} {outcome.status} in {outcome.seconds:.1f}s: {outcome.completed} completed, "
               f"{outcome.failed} failed, {outcome.pruned} pruned, {outcome.cancelled} cancelled; best fitness {best}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -71,7 +72,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for chatty in ("alembic", "httpx"):  # migrations and the client's request lines: not news to users
         logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe is handled below, not at the interpreter's exit
+        return code
+    except KeyboardInterrupt:  # Ctrl-C outside a coordinator's loop (which stops in order by itself)
+        print(f"evolver {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `evolver best 1 | head`: the reader has what it wanted
+        _silence_stdout()
+        return 141
     except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too
         from evolver.campaign import format_validation_error
 
@@ -80,6 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(args.command, str(err.args[0]) if err.args else str(err))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         return fail(args.command, str(err))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what is still buffered for a
+    closed pipe does not print a second BrokenPipeError on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from evolver.breeding import Breeding
 from evolver.pruning import Pruner, build_pruner
 from evolver.run_folder import RunFolder
 from evolver.searcher import OUTCOMES, Observation, Searcher
+from evolver.stop_signals import StopSignals
 from evolver.store import Placement, Store, TrialRecord
 from workers import TrialResult, TrialSpec, WorkerHandle, WorkerLocation, WorkerPool
 from workers.start_weights import safe_start_weights
@@ -65,6 +66,7 @@ class CampaignOutcome:
     best_trial: int | None
     best_fitness: float | None
     seconds: float
+    interrupted: str | None = None  # the signal that stopped it (SIGINT / SIGTERM), if one did
 
 
 class CoordinatorStats(Protocol):
@@ -131,6 +133,7 @@ class Coordinator:
         self.tally = CampaignTally(self.spec.population, self.total, search_total=self.spec.total_trials)  # _load
         self.breeding: Breeding | None = None  # the searcher and its rules, made in _load
         self._cancelling = False
+        self._interrupted: str | None = None  # the stop signal received (evolver.stop_signals)
         self._polls: dict[ray.ObjectRef, _Busy] = {}  # progress requests in flight
         self._next_poll = 0.0
         self.stats = stats or NoStats()
@@ -467,42 +470,69 @@ class Coordinator:
         except Exception as err:
             lifecycle.release(self.store, self.campaign_id, self.lease, "failed", error=str(err))
             raise
-        except BaseException:  # Ctrl-C while starting: resumable at once
+        except BaseException:  # a second Ctrl-C while starting: resumable at once
             lifecycle.abandon(self.store, self.campaign_id, self.lease)
             raise
         progress = CampaignProgress(self.name, self.total, self.tally.finished, enabled=self.settings.progress)
         next_control = next_grow = time.monotonic()
         ready: list[ray.ObjectRef] = []
-        try:
-            self._sync_workers()
-            while True:
-                now = time.monotonic()
-                if now >= next_control:
-                    self._renew_lease()
-                    self._kill_overdue()
-                    next_control = now + self.settings.control_seconds
-                if now >= next_grow and not self._cancelling:
-                    self._sync_workers()
-                    next_grow = now + self.settings.grow_seconds
-                # One transaction per turn: the results that came in, the epochs polled, the
-                # trials bred for the workers those results freed. Nothing waits inside it.
-                with self.store.batch():
-                    self._take_results(ready, progress)
-                    self._poll_progress(progress)
-                    outgoing = [] if self._cancelling else self._dispatch()
-                self._send(outgoing, progress)
-                if not self._busy and (self._cancelling or self.tally.done):
-                    break
-                ready = self._wait_for_results()
-        except BaseException:
-            # Ctrl-C or a crash: the campaign stays running, unheld, so `evolver resume` (or another
-            # `evolver run --campaign N`) takes it over at once instead of after the lease.
-            if not self._lost_lease:
-                lifecycle.abandon(self.store, self.campaign_id, self.lease)
-            raise
-        finally:
-            progress.close()
+        with StopSignals() as signals:
+            try:
+                self._sync_workers()
+                while True:
+                    if signals.received:  # Ctrl-C / SIGTERM: stop between two turns, never inside one
+                        self._interrupted = signals.received
+                        break
+                    now = time.monotonic()
+                    if now >= next_control:
+                        self._renew_lease()
+                        self._kill_overdue()
+                        next_control = now + self.settings.control_seconds
+                    if now >= next_grow and not self._cancelling:
+                        self._sync_workers()
+                        next_grow = now + self.settings.grow_seconds
+                    # One transaction per turn: the results that came in, the epochs polled, the
+                    # trials bred for the workers those results freed. Nothing waits inside it.
+                    with self.store.batch():
+                        self._take_results(ready, progress)
+                        self._poll_progress(progress)
+                        outgoing = [] if self._cancelling else self._dispatch()
+                    self._send(outgoing, progress)
+                    if not self._busy and (self._cancelling or self.tally.done):
+                        break
+                    ready = self._wait_for_results()
+            except Exception as err:  # a crash: the campaign says failed, with why, and resumes
+                if not self._lost_lease:
+                    self._stop_everything("failed", f"the coordinator failed: {type(err).__name__}: {err}")
+                raise
+            except BaseException:  # the second Ctrl-C: no time for SQL writes beyond letting go
+                if not self._lost_lease:
+                    lifecycle.abandon(self.store, self.campaign_id, self.lease)
+                raise
+            finally:
+                progress.close()
         return self._conclude(time.monotonic() - started)
+
+    def _stop_everything(self, status: str, error: str) -> None:
+        """End the campaign now, whatever runs: its trials out on workers and queued are recorded
+        cancelled (each runs again, as its next attempt, when the campaign is resumed), and the
+        campaign is released with `status`. Late results of those trials are ignored (their attempt
+        is finished); the workers are killed with the pool. If SQL itself is what failed, the
+        campaign is only let go, so `evolver resume` takes it over at once."""
+        try:
+            epochs_done = {b.trial.number: len(b.epochs) for b in self._busy.values()}
+            with self.store.batch():  # SQL's view, not the loop's: a crash may have left a turn half done
+                for trial in self.store.trials(self.campaign_id, statuses=("pending", "running")):
+                    if self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "cancelled",
+                                               metrics={}, fitness=None, epochs_done=epochs_done.get(trial.number, 0),
+                                               error=error):
+                        self.tally.finish(dataclasses.replace(trial, status="cancelled"))
+            self._busy.clear()
+            self._queue.clear()
+            lifecycle.release(self.store, self.campaign_id, self.lease, status, error=error)
+        except Exception:  # noqa: BLE001 -- the database is what failed: let go without an ending
+            log.exception("campaign %d: could not record how it ended; letting go of it", self.campaign_id)
+            lifecycle.abandon(self.store, self.campaign_id, self.lease)
 
     def _export_winner(self) -> None:
         """The completed campaign's best weights to the formats it asks for, parity-checked and
@@ -524,6 +554,10 @@ class Coordinator:
     def _conclude(self, seconds: float) -> CampaignOutcome:
         if self._lost_lease:
             status = "taken over"  # another coordinator runs it now: nothing more to write
+        elif self._interrupted:
+            status = "cancelled"
+            self._stop_everything(status, f"interrupted by {self._interrupted}; `evolver resume {self.campaign_id}` "
+                                          f"continues it")
         elif self._cancelling:
             for trial in self._queue:
                 if self.store.finish_trial(self.campaign_id, trial.number, trial.attempt, "cancelled", metrics={},
@@ -543,7 +577,7 @@ class Coordinator:
             campaign_id=self.campaign_id, status=status, completed=counts["completed"],
             failed=counts["failed"], pruned=counts["pruned"], cancelled=counts["cancelled"],
             best_trial=None if best is None else best.number, best_fitness=None if best is None else best.fitness,
-            seconds=seconds,
+            seconds=seconds, interrupted=self._interrupted,
         )
 
 
@@ -554,7 +588,7 @@ def run_campaign(store: Store, campaign_id: int, settings: CoordinatorSettings =
     from workers import build_trainer
 
     spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
-    pool = WorkerPool(build_trainer(spec.trainer), cpu_workers=spec.cpu_workers)
+    pool = WorkerPool(build_trainer(spec.trainer, spec.dry_run_seconds), cpu_workers=spec.cpu_workers)
     try:
         return Coordinator(store, campaign_id, pool, settings).run()
     finally:

@@ -28,6 +28,7 @@ sets a campaign status by itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -35,6 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from evolver.store import CampaignRecord, Store
+
+log = logging.getLogger(__name__)
 
 ENDED = ("completed", "failed", "cancelled")
 ALIVE = ("queued", "running")
@@ -105,19 +108,35 @@ def cancel(store: Store, campaign_id: int) -> CampaignRecord:
     return store.campaign(campaign_id)
 
 
-def reopen(store: Store, campaign_id: int) -> CampaignRecord:
+def reopen(store: Store, campaign_id: int, *, wait_for_lapse: float = 0.0) -> CampaignRecord:
     """Resume: an ended campaign, or one whose coordinator died (lease lapsed), back to queued
     with no job and no error. Refused (`CampaignBusy`) while it is queued or held by a live
-    coordinator."""
-    if store.transition_campaign(campaign_id, from_statuses=ENDED, status="queued", job_id=None, error=None):
-        return store.campaign(campaign_id)
-    if store.transition_campaign(campaign_id, from_statuses=("running",), unheld=True, status="queued",
-                                 job_id=None, error=None, holder=None):
-        return store.campaign(campaign_id)
-    campaign = store.campaign(campaign_id)
-    if campaign.status == "queued":
-        raise CampaignBusy(f"campaign {campaign_id} is already queued (job {campaign.job_id or 'none yet'})")
-    raise CampaignBusy(f"campaign {campaign_id} is running, held by {_held_by(campaign)}; cancel it first")
+    coordinator. `wait_for_lapse`: a lease that lapses within that many seconds is waited out
+    (its coordinator may be gone without a word: SIGKILL, a lost node); a coordinator that renews
+    its lease meanwhile is alive, and the resume is refused."""
+    waited = False
+    while True:
+        if store.transition_campaign(campaign_id, from_statuses=ENDED, status="queued", job_id=None, error=None):
+            return store.campaign(campaign_id)
+        if store.transition_campaign(campaign_id, from_statuses=("running",), unheld=True, status="queued",
+                                     job_id=None, error=None, holder=None):
+            return store.campaign(campaign_id)
+        campaign = store.campaign(campaign_id)
+        if campaign.status == "queued":
+            raise CampaignBusy(f"campaign {campaign_id} is already queued (job {campaign.job_id or 'none yet'})")
+        left = store.lease_seconds_left(campaign_id)
+        if campaign.status != "running" or left is None:
+            continue  # it changed between the two steps: try again
+        if waited or left > wait_for_lapse:
+            raise CampaignBusy(
+                f"campaign {campaign_id} is running, held by {_held_by(campaign)}{'' if waited else f', {left:.0f}s from now'}"
+                f"{': its coordinator renewed the lease, so it is alive' if waited else ''}; "
+                f"`evolver cancel {campaign_id}` stops it; a coordinator that is gone loses the campaign when its lease "
+                "lapses, and resume works then")
+        log.info("campaign %d is held by %s: waiting %.0fs for the lease to lapse (its coordinator may be gone)",
+                 campaign_id, _held_by(campaign), left)
+        time.sleep(max(0.0, left) + 0.5)
+        waited = True
 
 
 def set_job(store: Store, campaign_id: int, job_id: str | None) -> None:

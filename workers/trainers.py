@@ -251,10 +251,11 @@ def _made_up_metrics(quality: float, progress: float, rng: np.random.Generator) 
 TRAINERS = ("yolo", "sleep")
 
 
-def build_trainer(name: str) -> TrialTrainer:
-    """The trainer a campaign names: "yolo" (real training) or "sleep" (a dry run, trains nothing)."""
+def build_trainer(name: str, dry_run_seconds: tuple[float, float] = (0.2, 0.8)) -> TrialTrainer:
+    """The trainer a campaign names: "yolo" (real training) or "sleep" (a dry run, trains nothing,
+    each trial taking `dry_run_seconds` = (min, max))."""
     if name == "yolo":
         return YoloTrialTrainer()
     if name == "sleep":
-        return SleepTrialTrainer()
+        return SleepTrialTrainer(*dry_run_seconds)
     raise ValueError(f"unknown trainer {name!r} (expected one of {', '.join(TRAINERS)})")

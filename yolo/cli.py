@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -174,7 +175,8 @@ def run_train(args: argparse.Namespace) -> int:
     from yolo.train import TrainConfig, resume, train
 
     if args.resume:
-        result = resume(args.resume)
+        last = Path(args.resume)
+        run = partial(resume, args.resume)
     else:
         config = TrainConfig(
             data=args.data or _default_data(), cfg=args.cfg, epochs=args.epochs, img_size=args.img_size,
@@ -184,7 +186,14 @@ def run_train(args: argparse.Namespace) -> int:
             freeze=parse_freeze(args.freeze), sync_bn=args.sync_bn,
         )
         hyp = Hyperparameters.from_yaml(args.hyp) if args.hyp else Hyperparameters()
-        result = train(config, hyp)
+        last = Path(config.save_dir) / "weights" / "last.pt"
+        run = partial(train, config, hyp)
+    try:
+        result = run()
+    except KeyboardInterrupt:  # Ctrl-C: one line saying how to go on, no traceback
+        hint = f"; `evolver train --resume {last}` continues from its last finished epoch" if last.exists() else ""
+        print(f"evolver train: interrupted{hint}", file=sys.stderr)
+        return 130
     if not rank_from_env().is_main:
         return 0  # rank 0 reports for the run
     m = result.metrics

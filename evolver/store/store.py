@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
 
-from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -55,6 +55,7 @@ from .models import (
     TrialMetric,
     TrialParam,
     TrialParent,
+    UTCDateTime,
 )
 from .records import (
     ACTIVE_TRIAL_STATUSES,
@@ -279,12 +280,13 @@ class Store:
         It applies only while the status is one of `from_statuses` (None: any), and, as asked, no
         live coordinator holds it (`unheld`: no holder, or its lease lapsed), `holder_is` holds
         it, the campaign names job `job_is`. `changes`: status, error, job_id, holder (None
-        releases it) and lease_seconds (the new lease's length, from now). True if it applied."""
+        releases it) and lease_seconds (the new lease's length, from now). True if it applied.
+        Leases are written and compared on the database's clock (`_database_time`), never the
+        caller's: coordinators on hosts whose clocks disagree still agree on who holds what."""
         unknown = sorted(set(changes) - {"status", "error", "job_id", "holder", "lease_seconds"})
         if unknown:
             raise InvalidInput(f"cannot change campaign field(s) {', '.join(unknown)}")
-        now = _now()
-        values: dict[str, object] = {"updated_at": now}
+        values: dict[str, object] = {"updated_at": _now()}
         if "status" in changes:
             values["status"] = checks.campaign_status(changes["status"])
         if "error" in changes:
@@ -296,14 +298,14 @@ class Store:
             if changes["holder"] is None:
                 values["lease_expires_at"] = None
         if "lease_seconds" in changes:
-            values["lease_expires_at"] = now + timedelta(seconds=checks.positive_number(
+            values["lease_expires_at"] = self._database_time(checks.positive_number(
                 changes["lease_seconds"], "lease_seconds"))
         row = CAMPAIGNS.c
         where = [row.id == campaign_id]
         if from_statuses is not None:
             where.append(row.status.in_([checks.campaign_status(s) for s in from_statuses]))
         if unheld:
-            where.append(or_(row.holder.is_(None), row.lease_expires_at < now))
+            where.append(or_(row.holder.is_(None), row.lease_expires_at < self._database_time()))
         if holder_is is not None:
             where.append(row.holder == holder_is)
         if job_is is not None:
@@ -315,14 +317,33 @@ class Store:
             return False
 
     def renew_campaign_lease(self, campaign_id: int, holder: str, seconds: float) -> str | None:
-        """Extend `holder`'s lease by `seconds` from now; returns the campaign's status, or None when
-        `holder` no longer holds it."""
-        now = _now()
-        expires = now + timedelta(seconds=checks.positive_number(seconds, "lease seconds"))
+        """Extend `holder`'s lease by `seconds` from now (the database's now); returns the
+        campaign's status, or None when `holder` no longer holds it."""
+        expires = self._database_time(checks.positive_number(seconds, "lease seconds"))
         with self._write() as conn:
             return conn.execute(update(CAMPAIGNS).where(CAMPAIGNS.c.id == campaign_id, CAMPAIGNS.c.holder == holder)
-                                .values(lease_expires_at=expires, updated_at=now)
+                                .values(lease_expires_at=expires, updated_at=_now())
                                 .returning(CAMPAIGNS.c.status)).scalar()
+
+    def lease_seconds_left(self, campaign_id: int) -> float | None:
+        """Seconds until the campaign's lease lapses, on the database's clock (negative: lapsed
+        that long ago); None when nobody holds it."""
+        with self._read() as conn:
+            row = conn.execute(select(CAMPAIGNS.c.lease_expires_at, self._database_time())
+                               .where(CAMPAIGNS.c.id == campaign_id)).first()
+        if row is None:
+            raise CampaignNotFound(campaign_id)
+        expires, now = row
+        return None if expires is None else (expires - now).total_seconds()
+
+    def _database_time(self, plus_seconds: float = 0.0):
+        """The database server's current time plus `plus_seconds`, as an SQL expression of the
+        UTCDateTime type (PostgreSQL: now(), the transaction's start; SQLite: its own 'now' in
+        the format SQLAlchemy stores, microseconds included, so stored values compare as text)."""
+        if self._engine.dialect.name == "sqlite":
+            text = func.strftime("%Y-%m-%d %H:%M:%f", "now", f"{plus_seconds:+.3f} seconds").concat("000")
+            return type_coerce(text, UTCDateTime())
+        return type_coerce(func.now() + timedelta(seconds=plus_seconds), UTCDateTime())
 
     @staticmethod
     def _require_campaign(conn: Connection, campaign_id: int) -> None:

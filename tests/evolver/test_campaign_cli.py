@@ -98,6 +98,92 @@ def test_killed_coordinator_resumes_without_retraining(tiny_synthetic, tmp_path)
     assert main(["best", str(cid), "--db", db]) == 0
 
 
+def wait_until_a_trial_is_mid_run(store: Store, cid: int | None, process: subprocess.Popen,
+                                  timeout: float = 120) -> int:
+    """Wait until one of the campaign's trials is running with an epoch stored but not all of its
+    epochs done (the campaign id is found on the way when None); returns the campaign id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        campaigns = store.campaigns()
+        if campaigns:
+            cid = campaigns[-1].id if cid is None else cid
+            if any(store.epochs(cid, t.number) for t in store.trials(cid, statuses=("running",))):
+                return cid
+        time.sleep(0.1)
+    pytest.fail("no trial got to the middle of its run")
+
+
+def assert_completed_exactly(store: Store, cid: int, asked: int) -> None:
+    """Completed, with each of the `asked` trials once, completed, its result from its last attempt."""
+    assert store.campaign(cid).status == "completed", store.campaign(cid)
+    trials = store.trials(cid)
+    assert sorted(t.number for t in trials) == list(range(asked))
+    assert all(t.status == "completed" and t.fitness is not None for t in trials)
+    for trial in trials:  # the metrics of a cancelled attempt never mix with its retry's
+        assert len(store.epochs(cid, trial.number)) == 3
+
+
+MULTI_EPOCH_DRY_RUN = dict(trainer="sleep", epochs=3, dry_run_seconds=[1.5, 2.5], generations=10, population=2,
+                           cpu_workers=2)
+
+
+def test_cancelled_mid_run_three_times_then_completed_exactly(store_url, tmp_path):
+    """`evolver run`, then `evolver cancel` while trials are mid-run and `evolver resume`, three
+    rounds, on SQLite and PostgreSQL: the campaign completes with the trial count it asked for."""
+    spec = write_spec(tmp_path, name="rounds", **MULTI_EPOCH_DRY_RUN)
+    store = Store.open(store_url)
+    process = evolver("run", str(spec), "--db", store_url, "--project", str(tmp_path), "--quiet")
+    cid = None
+    for _ in range(3):
+        cid = wait_until_a_trial_is_mid_run(store, cid, process)
+        assert main(["cancel", str(cid), "--db", store_url]) == 0
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0 and "cancelled" in out, out
+        assert store.campaign(cid).holder is None
+        assert store.trials(cid, statuses=("cancelled",))
+        process = evolver("resume", str(cid), "--db", store_url, "--quiet")
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out
+    assert_completed_exactly(store, cid, asked=20)
+    assert max(t.attempt for t in store.trials(cid)) >= 2
+
+
+def test_ctrl_c_stops_within_seconds_and_resumes_at_once(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: one line saying how to go on,
+    no traceback, the campaign let go of (cancelled, no holder), and an immediate resume works."""
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="ctrlc", **MULTI_EPOCH_DRY_RUN)
+    store = Store.open(db)
+    process = evolver("run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet", start_new_session=True)
+    cid = wait_until_a_trial_is_mid_run(store, None, process)
+    os.killpg(process.pid, signal.SIGINT)
+    sent = time.monotonic()
+    out, _ = process.communicate(timeout=60)
+    stopped_in = time.monotonic() - sent
+    assert process.returncode == 130, out
+    assert "interrupted by SIGINT" in out and f"`evolver resume {cid}` continues it" in out, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+    assert stopped_in < 20, f"took {stopped_in:.1f}s to stop"
+    record = store.campaign(cid)
+    assert (record.status, record.holder) == ("cancelled", None)
+    assert not store.trials(cid, statuses=("running",))
+    resumed = evolver("resume", str(cid), "--db", db, "--quiet")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0 and "held by" not in out, out
+    assert_completed_exactly(store, cid, asked=20)
+
+
+def test_a_pipe_closed_early_ends_quietly(tmp_path):
+    db = Store.sqlite_url(tmp_path / "evolver.db")
+    spec = write_spec(tmp_path, name="piped", trainer="sleep", epochs=1, generations=2, population=1)
+    assert main(["run", str(spec), "--db", db, "--project", str(tmp_path), "--quiet"]) == 0
+    for command in (f"best 1 --db {db}", f"status 1 --db {db}", "--help"):
+        piped = subprocess.run(f"{sys.executable} -m evolver {command} | head -c 1", shell=True, cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+        assert piped.stdout and piped.stderr == "", (command, piped.stderr)
+
+
 NETNS_REASON = "needs root and `ip netns` to keep Ray on a loopback-only network namespace"
 
 

@@ -196,7 +196,7 @@ def test_cancel_through_sql_stops_within_seconds(local_ray, tmp_path):
     outcome = run(store, cid, WorkerPool(SleepTrialTrainer(min_seconds=60, max_seconds=90), cpu_workers=2))
     thread.join()
     assert outcome.status == "cancelled"
-    assert time.monotonic() - started < 10  # the 60-90 s trials were stopped, not waited for
+    assert time.monotonic() - started < 40  # the 60-90 s trials were stopped, not waited for
     statuses = {t.status for t in store.trials(cid)}
     assert statuses <= {"cancelled", "completed"} and "cancelled" in statuses
     assert store.campaign(cid).status == "cancelled"

@@ -4,12 +4,46 @@ coordinator per campaign, leases that lapse, resume and cancel that cannot undo 
 from __future__ import annotations
 
 import threading
-import time
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from evolver import lifecycle
 from evolver.lifecycle import CampaignBusy, LifecycleError, Lease
+from evolver.store import store as store_module
+from evolver.store.models import Campaign
+
+ROUNDS = 10  # races per test: each must come out with exactly one winner
+
+
+def lapse_lease(store, campaign_id: int) -> None:
+    """What the passing of time does to a dead coordinator's lease: it lies in the past (the
+    database's past: leases are kept on its clock). No sleeping, so no flaking under load."""
+    with store.engine.begin() as conn:
+        conn.execute(update(Campaign).where(Campaign.id == campaign_id)
+                     .values(lease_expires_at=store._database_time(-1.0)))
+
+
+def race(competitors: list) -> list:
+    """Run every competitor at the same instant (a barrier releases them together); returns what
+    each returned, or the exception it raised."""
+    barrier = threading.Barrier(len(competitors))
+    results: list = [None] * len(competitors)
+
+    def run(index: int, compete) -> None:
+        barrier.wait(timeout=30)
+        try:
+            results[index] = compete()
+        except Exception as err:  # noqa: BLE001 -- the refusals are results too
+            results[index] = err
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(competitors)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 @pytest.fixture
@@ -31,31 +65,22 @@ def test_one_coordinator_at_a_time_and_the_second_names_the_first(store, campaig
 
 
 def test_claims_at_once_exactly_one_wins(store, campaign):
-    leases = [Lease(holder=f"h{i}") for i in range(6)]
-    won, refused = [], []
-
-    def try_claim(lease):
-        try:
-            lifecycle.claim(store, campaign, lease)
-            won.append(lease.holder)
-        except CampaignBusy:
-            refused.append(lease.holder)
-
-    threads = [threading.Thread(target=try_claim, args=(lease,)) for lease in leases]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(won) == 1 and len(refused) == 5
-    assert store.campaign(campaign).holder == won[0]
+    for round_ in range(ROUNDS):
+        leases = [Lease(holder=f"r{round_}h{i}") for i in range(6)]
+        results = race([lambda lease=lease: lifecycle.claim(store, campaign, lease) for lease in leases])
+        won = [r.holder for r in results if not isinstance(r, Exception)]
+        assert len(won) == 1 and all(isinstance(r, CampaignBusy) for r in results if isinstance(r, Exception)), results
+        assert store.campaign(campaign).holder == won[0]
+        lifecycle.release(store, campaign, Lease(holder=won[0]), "cancelled")
+        lifecycle.reopen(store, campaign)
 
 
 def test_a_dead_holders_lease_lapses_and_the_campaign_is_taken_over(store, campaign):
-    dead, heir = Lease(seconds=0.3, holder="dead"), Lease(holder="heir")
+    dead, heir = Lease(holder="dead"), Lease(holder="heir")
     lifecycle.claim(store, campaign, dead)
     with pytest.raises(CampaignBusy):  # while the lease is live: refused, for the CLI and the API alike
         lifecycle.reopen(store, campaign)
-    time.sleep(0.5)
+    lapse_lease(store, campaign)
     assert lifecycle.claim(store, campaign, heir).holder == "heir"  # `evolver run --campaign N` takes over
     assert lifecycle.renew(store, campaign, dead) is None  # the old one, if it wakes, knows it lost
     lifecycle.release(store, campaign, dead, "failed", error="late")  # and its release changes nothing
@@ -63,29 +88,38 @@ def test_a_dead_holders_lease_lapses_and_the_campaign_is_taken_over(store, campa
 
 
 def test_reopen_of_a_crashed_campaign_is_allowed_once_its_lease_lapsed(store, campaign):
-    lifecycle.claim(store, campaign, Lease(seconds=0.3, holder="crashed"))
-    time.sleep(0.5)
+    lifecycle.claim(store, campaign, Lease(holder="crashed"))
+    lapse_lease(store, campaign)
     record = lifecycle.reopen(store, campaign)  # POST /resume and `evolver resume` agree
     assert record.status == "queued" and record.holder is None and record.job_id is None
 
 
+@pytest.mark.parametrize("skew_minutes", [10, -10])
+def test_leases_keep_the_databases_time_whatever_the_clients_clock_says(store, campaign, monkeypatch,
+                                                                         skew_minutes):
+    """A coordinator whose host clock runs 10 minutes ahead must not take a lease that is live
+    (one behind must not hold one for 10 minutes too long): expiry is written and compared on
+    the database's clock."""
+    live = Lease(seconds=60, holder="live")
+    lifecycle.claim(store, campaign, live)
+    real_now = store_module._now
+    monkeypatch.setattr(store_module, "_now", lambda: real_now() + timedelta(minutes=skew_minutes))
+    with pytest.raises(CampaignBusy, match="live"):
+        lifecycle.claim(store, campaign, Lease(holder="skewed"))
+    with pytest.raises(CampaignBusy):
+        lifecycle.reopen(store, campaign)
+    assert lifecycle.renew(store, campaign, live) == "running"
+    assert 55 < store.lease_seconds_left(campaign) <= 60  # not 60 +- 600
+    lapse_lease(store, campaign)
+    assert lifecycle.claim(store, campaign, Lease(holder="skewed")).holder == "skewed"
+
+
 def test_two_resumes_at_once_one_wins(store, campaign):
-    lifecycle.cancel(store, campaign)
-    results = []
-
-    def resume():
-        try:
-            results.append(lifecycle.reopen(store, campaign).status)
-        except CampaignBusy as err:
-            results.append(str(err))
-
-    threads = [threading.Thread(target=resume) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results.count("queued") == 1
-    assert all("already queued" in r for r in results if r != "queued")
+    for _ in range(ROUNDS):
+        lifecycle.cancel(store, campaign)
+        results = race([lambda: lifecycle.reopen(store, campaign).status] * 4)
+        assert results.count("queued") == 1, results
+        assert all("already queued" in str(r) for r in results if r != "queued"), results
 
 
 def test_cancel_then_resume_is_not_undone_by_the_cancelled_coordinator(store, campaign):

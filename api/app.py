@@ -6,7 +6,8 @@ Ray head it may have started.
 
 With a token configured, the token guard (api/token_guard.py) is the outermost layer: every route
 of the guarded routers, and any route added later, needs the token; the open routers (liveness,
-metrics, the dashboard's page shells and static files) answer without it.
+metrics, the page shells of the dashboard and of /docs and /redoc, their static files) answer
+without it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.deps import bearer_scheme
 from api.read_cache import ReadCacheMiddleware
 from api.launcher import Launcher, RayJobLauncher
-from api.routes import campaigns, confirmation, downloads, health, pages
+from api.routes import api_docs, campaigns, confirmation, downloads, health, pages
 from api.settings import ApiSettings
 from api.token_guard import TokenGuardMiddleware
 from evolver.campaign import CampaignSpec
@@ -30,7 +31,9 @@ from evolver.store import Store
 LauncherFactory = Callable[[ApiSettings, str], Launcher]
 
 GUARDED_ROUTERS = (campaigns.router, confirmation.router, downloads.router)  # campaign data, files, writes
-OPEN_ROUTERS = (health.router, pages.router)  # no campaign data: liveness, metrics, page shells, scripts
+# No campaign data: liveness, metrics, page shells (the dashboard's, /docs, /redoc), scripts. The
+# OpenAPI document itself stays guarded: the /docs page fetches it with the tab's token.
+OPEN_ROUTERS = (health.router, pages.router, api_docs.router)
 UNAUTHORIZED = {401: {"description": "the server has a token and the request lacks it (or has a wrong one)"}}
 
 
@@ -60,7 +63,9 @@ def create_app(settings: ApiSettings | None = None, launcher: LauncherFactory = 
         finally:
             app.state.store.close()
 
-    app = FastAPI(title="Evolver", version="0.1.0", lifespan=lifespan,
+    # docs_url / redoc_url off: FastAPI's pages load their scripts from a CDN; api/routes/api_docs.py
+    # serves both from installed files instead.
+    app = FastAPI(title="Evolver", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Evolve YOLO training hyperparameters with YOLOv5's genetic algorithm on Ray.")
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(ReadCacheMiddleware, ttl=settings.read_cache_seconds)

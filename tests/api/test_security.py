@@ -62,10 +62,12 @@ def test_write_endpoints_need_the_token(tmp_path):
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# What answers without the token when one is set: liveness, metrics, the dashboard's page shells
-# and static files. Everything else the app serves, now or added later, needs it.
+# What answers without the token when one is set: liveness, metrics, the page shells and static
+# files of the dashboard and of /docs and /redoc (which fetch /openapi.json with the token).
+# Everything else the app serves, now or added later, needs it.
 OPEN_ROUTES = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/campaigns/{campaign_id}/view"),
-               ("GET", "/static/plotly.min.js"), ("GET", "/static/{name}")}
+               ("GET", "/static/plotly.min.js"), ("GET", "/static/{name}"),
+               ("GET", "/docs"), ("GET", "/redoc"), ("GET", "/static/docs/{name}")}
 
 
 def served_routes(app) -> list[tuple[str, str]]:
@@ -97,7 +99,7 @@ def test_with_a_token_every_route_but_the_open_ones_needs_it(tmp_path):
         routes = served_routes(client.app)
         assert OPEN_ROUTES <= set(routes)  # the test's list names routes that exist
         guarded = [(m, p) for m, p in routes if (m, p) not in OPEN_ROUTES and m != "HEAD"]
-        assert ("GET", "/campaigns/{campaign_id}/artefacts/{name}") in guarded and ("GET", "/docs") in guarded
+        assert ("GET", "/campaigns/{campaign_id}/artefacts/{name}") in guarded and ("GET", "/openapi.json") in guarded
         for method, template in routes:
             path = concrete(template, cid)
             if (method, template) in OPEN_ROUTES:

@@ -6,7 +6,10 @@ file (YOLOv5's hyp format, the campaign's base values; the spec's own `hyp` entr
 YAML is read with the safe loader and must not use aliases (a few bytes of anchors can expand to
 gigabytes); documents deeper than a spec ever is, or holding NaN / infinity, are refused. Every
 file the spec names must resolve inside the server's data roots; the stored spec holds the real,
-absolute paths, so the coordinator opens exactly the file that was checked.
+absolute paths, so the coordinator opens exactly the file that was checked. Start weights must
+load as the coordinator will load them (`yolo.checkpoint.load_checkpoint`: the safe reader, its
+size and layout limits, the architecture check), so a hostile or unsupported file is a 422 naming
+the reason, not a failed campaign.
 """
 
 from __future__ import annotations
@@ -189,7 +192,20 @@ def validate_spec(document: Any, loc: list[str], hyp: Any, settings: ApiSettings
         spec.base_hyp()
     except (ValueError, OSError) as err:
         raise reject(problem([*loc, "hyp_file" if spec.hyp_file else "hyp"], str(err))) from None
+    if names_a_file("weights", spec.weights):
+        _check_weights(spec.weights, [*loc, "weights"])
     return spec
+
+
+def _check_weights(path: str, loc: list[str]) -> None:
+    """The start weights load (refused files say why: unsafe, over the limits, unsupported, damaged)."""
+    from yolo.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)
+    except (ValueError, OSError) as err:  # UnsafeCheckpointError and UnsupportedCheckpointError are ValueErrors
+        # named as the client knows it: the server's folders stay out of the answer, as elsewhere
+        raise reject(problem(loc, str(err).replace(path, Path(path).name))) from None
 
 
 def _check_dataset_folders(data_yaml: Path, roots: Sequence[Path]) -> None:

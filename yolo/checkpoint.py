@@ -6,17 +6,24 @@ is rebuilt from its config rows (`model_config`) and then gets the saved tensors
 
 `load_checkpoint` also reads YOLOv5's own `.pt` files (`yolov5s.pt`, a run's `best.pt`), through
 the restricted reader of `yolo.yolov5_weights`, so every command that takes weights takes those.
+Either way the file's claims are checked against `yolo.checkpoint_limits`: record sizes before
+anything is read, and here every loaded tensor's layout (torch.load builds a stride-0 view of 10^13
+elements over 2 bytes without complaint; whatever converted it would not survive).
 """
 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from yolo.checkpoint_limits import ElementTally, TensorLayout, UnsafeCheckpointError, check_declared_sizes
+from yolo.safe_unpickle import objects_with_paths
 
 FORMAT = "evolver-yolo-1"
 
@@ -75,6 +82,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    _check_record_sizes(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -87,6 +95,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise ValueError(f"{path} cannot be read as a checkpoint (damaged or truncated?): {err}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an evolver checkpoint (format {FORMAT!r} expected)")
+    _check_tensor_layouts(payload, path)
     return Checkpoint(
         model_state=payload["model"],
         model_config=payload["model_config"],
@@ -103,6 +112,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         last_step=payload.get("last_step", -1),
         pending_grads=payload.get("pending_grads"),
     )
+
+
+def _check_record_sizes(path: Path) -> None:
+    """The zip's declared record sizes, before torch.load allocates them."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            check_declared_sizes(zf, str(path))
+    except (zipfile.BadZipFile, OSError, EOFError) as err:  # torch.save writes zip archives only
+        raise ValueError(f"{path} cannot be read as a checkpoint (damaged or truncated?): {err}") from None
+
+
+def _check_tensor_layouts(payload: Any, path: Path) -> None:
+    """Every tensor within its storage (stride > 0, extent, element bounds): refused before use."""
+    tally = ElementTally()
+    for where, value in objects_with_paths(payload):
+        if not isinstance(value, torch.Tensor):
+            continue
+        if value.layout != torch.strided:
+            raise UnsafeCheckpointError(f"{path}: tensor {where:.200} is {value.layout} (only dense tensors are read)")
+        layout = TensorLayout.of(value)
+        problem = layout.problem(value.untyped_storage().nbytes() // value.element_size()) or tally.add(layout.numel)
+        if problem is not None:
+            raise UnsafeCheckpointError(f"{path}: tensor {where:.200}: {problem}")
 
 
 def build_model_from(checkpoint: Checkpoint) -> nn.Module:

@@ -7,12 +7,15 @@ read by an unpickler whose `find_class` answers from a fixed table:
 
 - module classes (YOLOv5's and the torch.nn ones it contains) become `PickledObject` records:
   inert, they only keep the state the pickle hands them;
-- storages are read from the archive's own records, sizes checked against what the pickle
-  claims, and tensors are rebuilt by torch's own rebuild functions;
+- tensors are rebuilt over the archive's own storage records only after their layout passes
+  `yolo.checkpoint_limits` (sizes, strides and offset within the storage, element and byte
+  bounds); a storage is read once, with a capped read, when the first tensor over it passes. A
+  refused tensor is named by its path in the checkpoint (`model.model.0.conv.weight`);
 - a few plain builtins (OrderedDict, set, paths as strings, numpy scalars) are allowed as is;
 - any other global is refused with an `UnsafeCheckpointError` naming it and the file.
 
-The table is the whole trust boundary: nothing outside it is imported or called.
+The table is the whole trust boundary: nothing outside it is imported or called. Every failure,
+a damaged zip or pickle included, is an `UnsafeCheckpointError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,14 +27,22 @@ import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from yolo.checkpoint_limits import (
+    MAX_PICKLE_BYTES,
+    ElementTally,
+    TensorLayout,
+    UnsafeCheckpointError,
+    check_declared_sizes,
+    read_record,
+    read_small_record,
+)
 
-class UnsafeCheckpointError(ValueError):
-    """The file names something the safe reader will not construct, or is damaged."""
+__all__ = ["PickledObject", "UnsafeCheckpointError", "load_restricted", "objects_with_paths"]
 
 
 @dataclass
@@ -127,9 +138,9 @@ PLAIN_GLOBALS: dict[str, Callable[..., Any]] = {
     "_codecs.encode": _codecs_encode,
     "numpy.dtype": _numpy_dtype,
     "numpy.core.multiarray.scalar": _numpy_scalar, "numpy._core.multiarray.scalar": _numpy_scalar,
-    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
 }
+# torch._utils._rebuild_tensor_v2 and _rebuild_parameter are allowed too, but answered by the archive
+# being read (`_Archive.rebuild_tensor` / `rebuild_parameter`): its storages, its checks.
 
 # Explanations for globals that are refused because of what they mean, not just refused.
 REFUSAL_HINTS: dict[str, str] = {
@@ -139,10 +150,9 @@ REFUSAL_HINTS: dict[str, str] = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, storages: Callable[[Any], Any], source: str):
+    def __init__(self, data: bytes, archive: "_Archive"):
         super().__init__(io.BytesIO(data))
-        self._storages = storages
-        self._source = source
+        self._archive = archive
 
     def find_class(self, module: str, name: str) -> Any:
         qualname = f"{module}.{name}"
@@ -152,40 +162,179 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return STORAGE_DTYPES[qualname]  # only ever used as the storage's type in a persistent id
         if qualname in PLAIN_GLOBALS:
             return PLAIN_GLOBALS[qualname]
+        if qualname == "torch._utils._rebuild_tensor_v2":
+            return self._archive.rebuild_tensor
+        if qualname == "torch._utils._rebuild_parameter":
+            return self._archive.rebuild_parameter
         hint = REFUSAL_HINTS.get(qualname, "it is not among the globals a YOLOv5 v6+ detection checkpoint uses")
-        raise UnsafeCheckpointError(f"{self._source}: refusing to load global {qualname!r}: {hint}")
+        raise UnsafeCheckpointError(f"{self._archive.source}: refusing to load global {qualname!r}: {hint}")
 
     def persistent_load(self, pid: Any) -> Any:
-        return self._storages(pid)
+        return self._archive.storage_ref(pid)
 
 
 @dataclass(frozen=True)
+class _StorageRef:
+    """A storage record as the pickle names it; nothing is read until a tensor over it passes."""
+
+    key: str
+    dtype: torch.dtype
+    numel: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.dtype.itemsize
+
+
+@dataclass(frozen=True, eq=False)
+class _RefusedTensor:
+    """Stands where a refused tensor would be, so that the error can name its path once the
+    pickle is read. Nothing is allocated for it."""
+
+    reason: str
+    storage_key: str | None = None
+
+
 class _Archive:
-    """The storage records of one torch zip archive."""
+    """The storage records of one torch zip archive, and the tensors built over them."""
 
-    zf: zipfile.ZipFile
-    root: str
-    source: str
+    def __init__(self, zf: zipfile.ZipFile, root: str, source: str):
+        self.zf, self.root, self.source = zf, root, source
+        self._claims: dict[str, _StorageRef] = {}
+        self._storages: dict[str, torch.UntypedStorage] = {}
+        self._elements = ElementTally()  # of every tensor built so far
+        self.refused: _RefusedTensor | None = None  # the first refused tensor
 
-    def storage(self, pid: Any) -> torch.storage.TypedStorage:
+    def storage_ref(self, pid: Any) -> _StorageRef:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise UnsafeCheckpointError(f"{self.source}: unexpected persistent id {pid!r:.80}")
         _, dtype, key, _location, numel = pid
-        if not isinstance(dtype, torch.dtype) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        if (not isinstance(dtype, torch.dtype) or not isinstance(key, str) or not isinstance(numel, int)
+                or isinstance(numel, bool) or numel < 0):
             raise UnsafeCheckpointError(f"{self.source}: malformed storage reference {pid!r:.80}")
-        name = f"{self.root}/data/{key}"
+        ref = _StorageRef(key, dtype, numel)
+        known = self._claims.setdefault(key, ref)
+        if known != ref:
+            raise UnsafeCheckpointError(f"{self.source}: storage {key!r:.40} is named as {known.numel} x {known.dtype} "
+                                        f"and as {numel} x {dtype}")
         try:
-            info = self.zf.getinfo(name)
+            info = self.zf.getinfo(self._record_name(key))
         except KeyError:
-            raise UnsafeCheckpointError(f"{self.source}: storage {key!r} is missing from the archive") from None
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        if numel * itemsize > info.file_size:
+            raise UnsafeCheckpointError(f"{self.source}: storage {key!r:.40} is missing from the archive") from None
+        if ref.nbytes > info.file_size:
             raise UnsafeCheckpointError(
-                f"{self.source}: storage {key!r} claims {numel * itemsize} bytes but the file holds {info.file_size}")
-        raw = bytearray(self.zf.read(name))  # a damaged record raises zipfile's CRC error here
-        # The tensor shares the bytearray's memory (and keeps it alive): one copy, as torch.load makes.
-        untyped = torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw else torch.UntypedStorage(0)
-        return torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+                f"{self.source}: storage {key!r:.40} claims {ref.nbytes} bytes but the file holds {info.file_size}")
+        return ref
+
+    def rebuild_tensor(self, storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
+                       backward_hooks: Any, metadata: Any = None) -> torch.Tensor | _RefusedTensor:
+        """torch._utils._rebuild_tensor_v2, checked: a tensor only over a storage that holds it."""
+        if not isinstance(storage, _StorageRef):
+            return self._refuse(f"built over a {type(storage).__name__}, not a storage of the archive")
+        try:
+            layout = TensorLayout.from_pickle(storage_offset, size, stride)
+        except UnsafeCheckpointError as err:
+            return self._refuse(str(err), storage.key)
+        problem = (layout.problem(storage.numel) or _flags_problem(storage.dtype, requires_grad, backward_hooks)
+                   or (f"metadata {metadata!r:.60} (only plain tensors are read)" if metadata else None)
+                   or self._elements.add(layout.numel))
+        if problem is not None:
+            return self._refuse(problem, storage.key)
+        if self.refused is not None:
+            return _RefusedTensor("not built: an earlier tensor was refused")  # read nothing more
+        tensor = torch.empty((0,), dtype=storage.dtype)
+        tensor.set_(self._storage(storage), layout.storage_offset, layout.size, layout.stride)
+        tensor.requires_grad = requires_grad
+        return tensor
+
+    def rebuild_parameter(self, data: Any, requires_grad: Any, backward_hooks: Any) -> Any:
+        """torch._utils._rebuild_parameter, checked: a parameter only around a tensor built here."""
+        if isinstance(data, _RefusedTensor):
+            return data
+        if not isinstance(data, torch.Tensor):
+            return self._refuse(f"a parameter around a {type(data).__name__}, not a tensor")
+        problem = _flags_problem(data.dtype, requires_grad, backward_hooks)
+        if problem is not None:
+            return self._refuse(f"parameter: {problem}")
+        return torch.nn.Parameter(data, requires_grad)
+
+    def raise_if_refused(self, payload: Any) -> None:
+        """The first refused tensor, named by its path in the checkpoint when it is reachable."""
+        if self.refused is None:
+            return
+        where = next((path for path, value in objects_with_paths(payload) if value is self.refused), None)
+        label = f"tensor {where:.200}" if where else "a tensor"
+        if self.refused.storage_key is not None:
+            label += f" (storage {self.refused.storage_key!r:.40})"
+        raise UnsafeCheckpointError(f"{self.source}: {label}: {self.refused.reason}")
+
+    def _refuse(self, reason: str, storage_key: str | None = None) -> _RefusedTensor:
+        refused = _RefusedTensor(reason, storage_key)
+        if self.refused is None:
+            self.refused = refused
+        return refused
+
+    def _record_name(self, key: str) -> str:
+        return f"{self.root}/data/{key}"
+
+    def _storage(self, ref: _StorageRef) -> torch.UntypedStorage:
+        """The storage's bytes, read once (tensors over it share them), capped at its claim."""
+        if ref.key not in self._storages:
+            raw = read_record(self.zf, self._record_name(ref.key), ref.nbytes, self.source)
+            # The tensor shares the bytearray's memory (and keeps it alive): one copy, as torch.load makes.
+            self._storages[ref.key] = (torch.frombuffer(raw, dtype=torch.uint8).untyped_storage() if raw
+                                       else torch.UntypedStorage(0))
+        return self._storages[ref.key]
+
+
+def _flags_problem(dtype: torch.dtype, requires_grad: Any, backward_hooks: Any) -> str | None:
+    if not isinstance(requires_grad, bool):
+        return f"requires_grad is {requires_grad!r:.40}, not a bool"
+    if requires_grad and not (dtype.is_floating_point or dtype.is_complex):
+        return f"requires_grad on a {dtype} tensor"
+    if not isinstance(backward_hooks, dict) or backward_hooks:
+        return "backward hooks are stored with it (only an empty dict is accepted)"
+    return None
+
+
+_MODULE_SLOTS = frozenset({"_modules", "_parameters", "_buffers"})  # left out of paths, as state_dict() does
+
+
+def objects_with_paths(root: Any) -> Iterator[tuple[str, Any]]:
+    """Every object reachable from an unpickled checkpoint, once, with the first path that reaches
+    it: dict keys and list indices joined by dots, a module record's `_modules` / `_parameters` /
+    `_buffers` left out (`model.model.0.conv.weight`). Iterative: any depth, cycles, shared objects."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", root)]
+    while stack:
+        path, value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        yield path, value
+        children: list[tuple[str, Any]] = []
+        if isinstance(value, PickledObject):
+            for key, item in value.state.items():
+                if key in _MODULE_SLOTS and isinstance(item, dict):
+                    children.extend((_join(path, k), v) for k, v in item.items())
+                else:
+                    children.append((_join(path, key), item))
+        elif isinstance(value, dict):
+            children = [(_join(path, k), v) for k, v in value.items()]
+        elif isinstance(value, (list, tuple)):
+            children = [(_join(path, i), v) for i, v in enumerate(value)]
+        elif isinstance(value, (set, frozenset)):
+            children = [(_join(path, "*"), v) for v in value]
+        stack.extend(reversed(children))
+
+
+_MAX_PATH_CHARS = 300
+
+
+def _join(path: str, key: Any) -> str:
+    """A path one key longer, kept short whatever the file's keys are (paths only name things)."""
+    key = key[:_MAX_PATH_CHARS] if isinstance(key, str) else key if isinstance(key, int) else f"<{type(key).__name__}>"
+    return (f"{path}.{key}" if path else str(key))[:_MAX_PATH_CHARS]
 
 
 def load_restricted(path: str | Path) -> Any:
@@ -193,22 +342,30 @@ def load_restricted(path: str | Path) -> Any:
     tensors and `PickledObject` records. Raises `UnsafeCheckpointError` for anything else."""
     path = Path(path)
     source = str(path)
-    if not zipfile.is_zipfile(path):
-        raise UnsafeCheckpointError(
-            f"{source}: not a torch zip archive (truncated, damaged, or saved by torch < 1.6, which is not supported)")
     try:
+        if not zipfile.is_zipfile(path):
+            raise UnsafeCheckpointError(f"{source}: not a torch zip archive (truncated, damaged, or saved by "
+                                        f"torch < 1.6, which is not supported)")
         with zipfile.ZipFile(path) as zf:
-            pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+            check_declared_sizes(zf, source)
+            names = set(zf.namelist())
+            pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
             if len(pickles) != 1:
                 raise UnsafeCheckpointError(f"{source}: expected one <name>/data.pkl in the archive, found {len(pickles)}")
             root = pickles[0].split("/", 1)[0]
             byteorder = f"{root}/byteorder"
-            if byteorder in zf.namelist() and zf.read(byteorder).strip() != b"little":
+            if byteorder in names and read_small_record(zf, byteorder, 16, source).strip() != b"little":
                 raise UnsafeCheckpointError(f"{source}: big-endian checkpoints are not supported")
             archive = _Archive(zf, root, source)
-            return _RestrictedUnpickler(zf.read(pickles[0]), archive.storage, source).load()
+            unpickler = _RestrictedUnpickler(read_small_record(zf, pickles[0], MAX_PICKLE_BYTES, source), archive)
+            try:
+                payload = unpickler.load()
+            except Exception:
+                archive.raise_if_refused(None)  # a refused tensor is the better reason
+                raise
+            archive.raise_if_refused(payload)
+            return payload
     except UnsafeCheckpointError:
         raise
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, RuntimeError, ValueError, TypeError,
-            KeyError, IndexError, AttributeError, OSError) as err:
+    except Exception as err:  # zipfile's, pickle's, torch's, RecursionError, MemoryError: all the file's doing
         raise UnsafeCheckpointError(f"{source}: damaged or unreadable checkpoint ({type(err).__name__}: {err})") from None

@@ -2,7 +2,8 @@
 
 The file is read by `yolo.safe_unpickle` (nothing in it runs); its module objects come back as
 inert records, from which we take what YOLOv5's own `attempt_load` takes: the `ema` model when
-present, else `model`, as float32. Our detector has YOLOv5 v6+'s state-dict names and shapes, so
+present, else `model`, as float32 (converted only once names and shapes are checked against our
+detector, so a refused file never has anything converted). Our detector has YOLOv5 v6+'s state-dict names and shapes, so
 the tensors load as they are; nc, names, anchors (Detect's buffer, AutoAnchor'ed or not) and the
 stride come along. What we do not build is refused with a message saying what is supported:
 YOLOv5 < 6.0 (Focus stem), P6 models (yolov5s6 ..., four output levels), custom architectures.
@@ -22,6 +23,10 @@ from yolo.safe_unpickle import PickledObject, UnsafeCheckpointError, load_restri
 SUPPORTED = ("YOLOv5 v6.0+ detection checkpoints of yolov5n/s/m/l/x (P5, strides 8/16/32) "
              "built from YOLOv5's own model yamls")
 _MODEL_CLASSES = ("DetectionModel", "Model")
+_MAX_MODULE_DEPTH = 16  # YOLOv5's deepest tensor is 6 modules down (model.2.m.0.cv1.conv.weight)
+_MAX_MODULES = 20_000  # visits, shared modules counted each time; yolov5x has about 1,000
+_MAX_ANCHORS_PER_LEVEL = 64  # YOLOv5 uses 3; read with tolist(), so bounded before
+_MAX_LEVELS_READ = 8  # of a stored stride: 3 expected, a few more to name a P6 model
 
 
 class UnsupportedCheckpointError(ValueError):
@@ -30,7 +35,11 @@ class UnsupportedCheckpointError(ValueError):
 
 def read_yolov5_checkpoint(path: str | Path) -> Checkpoint:
     """Read a YOLOv5 `.pt` safely into a `Checkpoint` (weights float32, architecture checked)."""
-    return checkpoint_from_payload(load_restricted(path), str(path))
+    payload = load_restricted(path)
+    try:
+        return checkpoint_from_payload(payload, str(path))
+    except (AttributeError, TypeError, KeyError, IndexError, RuntimeError) as err:  # a state of the wrong shape
+        raise UnsafeCheckpointError(f"{path}: not a well-formed YOLOv5 checkpoint ({type(err).__name__}: {err})") from None
 
 
 def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
@@ -42,7 +51,7 @@ def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
         record = payload.get("model")
     if not isinstance(record, PickledObject) or record.kind not in _MODEL_CLASSES:
         raise UnsupportedCheckpointError(f"{path}: no YOLOv5 detection model under 'ema' or 'model'; supported: {SUPPORTED}")
-    state = _state_dict(record)
+    state = _state_dict(record, path)
     detect = _detect_record(record, path)
     stride = _as_floats(record.state.get("stride"))
     if len(stride) != 3 or detect.state.get("nl") not in (None, 3):
@@ -54,18 +63,22 @@ def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
     anchors = state.get("model.24.anchors")
     if anchors is None:
         raise UnsupportedCheckpointError(f"{path}: no Detect anchors at model.24.anchors; supported: {SUPPORTED}")
+    if anchors.dim() != 3 or anchors.shape[0] != 3 or anchors.shape[2] != 2 or not (
+            1 <= anchors.shape[1] <= _MAX_ANCHORS_PER_LEVEL):
+        raise UnsupportedCheckpointError(f"{path}: Detect anchors of shape {list(anchors.shape)}, expected 3 levels "
+                                         f"of 1 to {_MAX_ANCHORS_PER_LEVEL} (w, h) pairs; supported: {SUPPORTED}")
     yaml = record.state.get("yaml") if isinstance(record.state.get("yaml"), dict) else {}
     if yaml:
         _check_yaml_rows(yaml, path)
     nc = detect.state.get("nc")
     if not isinstance(nc, int) or nc < 1:
         raise UnsupportedCheckpointError(f"{path}: its Detect head has no valid class count ({nc!r})")
-    pixel_anchors = (anchors * torch.tensor(stride).view(-1, 1, 1)).tolist()
+    pixel_anchors = (anchors.float() * torch.tensor(stride).view(-1, 1, 1)).tolist()
     config = ModelConfig.for_scale(_scale_key(yaml, state, path), nc=nc, anchors=pixel_anchors)
     _check_architecture(config, state, path)
     epoch = payload.get("epoch")  # -1 in a finished run's best.pt / last.pt (YOLOv5 strips it)
     return Checkpoint(
-        model_state=state,
+        model_state={k: v.float() if v.is_floating_point() else v.clone() for k, v in state.items()},
         model_config=config.to_dict(),
         names=_names(record.state.get("names"), nc),
         epoch=epoch if isinstance(epoch, int) else -1,
@@ -74,27 +87,39 @@ def checkpoint_from_payload(payload: Any, path: str) -> Checkpoint:
     )
 
 
-def _state_dict(record: PickledObject, prefix: str = "") -> dict[str, torch.Tensor]:
+def _state_dict(record: PickledObject, path: str) -> dict[str, torch.Tensor]:
     """The `state_dict()` the module would give: parameters, persistent buffers, then children.
-    Floating tensors as float32 (release files are half precision)."""
-    s = record.state
+    The file's own tensors (views of its storages, release files' half precision): converting
+    them waits for the architecture check. Modules may be shared (YOLOv5's Conv shares one SiLU),
+    so a loop or an exponential fan-out is stopped by bounds on depth and on modules visited."""
     out: dict[str, torch.Tensor] = {}
-    skip = s.get("_non_persistent_buffers_set") or set()
-    tensors = [*(s.get("_parameters") or {}).items(),
-               *((k, v) for k, v in (s.get("_buffers") or {}).items() if k not in skip)]
-    for name, tensor in tensors:
-        if tensor is None:
-            continue
-        if not isinstance(tensor, torch.Tensor):
-            raise UnsafeCheckpointError(f"{record.qualname}.{name} is not a tensor")
-        tensor = tensor.detach()
-        out[prefix + name] = tensor.float() if tensor.is_floating_point() else tensor.clone()
-    for name, child in (s.get("_modules") or {}).items():
-        if child is None:
-            continue
-        if not isinstance(child, PickledObject):
-            raise UnsafeCheckpointError(f"{record.qualname}.{name} is not a module")
-        out.update(_state_dict(child, f"{prefix}{name}."))
+    stack: list[tuple[PickledObject, str]] = [(record, "")]
+    visited = 0
+    while stack:
+        module, prefix = stack.pop()
+        visited += 1
+        if visited > _MAX_MODULES or prefix.count(".") > _MAX_MODULE_DEPTH:
+            raise UnsafeCheckpointError(
+                f"{path}: module {prefix.rstrip('.')[:200]!r}: over {_MAX_MODULES} modules or nested deeper than "
+                f"{_MAX_MODULE_DEPTH} levels (a loop?); a YOLOv5 model's modules form a small, shallow tree")
+        s = module.state
+        skip = s.get("_non_persistent_buffers_set") or set()
+        tensors = [*(s.get("_parameters") or {}).items(),
+                   *((k, v) for k, v in (s.get("_buffers") or {}).items() if k not in skip)]
+        for name, tensor in tensors:
+            if tensor is None:
+                continue
+            if not isinstance(tensor, torch.Tensor):
+                raise UnsafeCheckpointError(f"{module.qualname}.{name} is not a tensor")
+            out[prefix + name] = tensor.detach()
+        children = []
+        for name, child in (s.get("_modules") or {}).items():
+            if child is None:
+                continue
+            if not isinstance(child, PickledObject):
+                raise UnsafeCheckpointError(f"{module.qualname}.{name} is not a module")
+            children.append((child, f"{prefix}{name}."))
+        stack.extend(reversed(children))  # depth first, in order: state_dict()'s order
     return out
 
 
@@ -166,10 +191,11 @@ def _same_row(row: Any, mine: tuple[Any, int, str, tuple[Any, ...]]) -> bool:
 
 
 def _as_floats(value: Any) -> list[float]:
+    """A stored stride as numbers: its first _MAX_LEVELS_READ values at most (enough to refuse it)."""
     if isinstance(value, torch.Tensor):
-        return [float(v) for v in value.flatten().tolist()]
+        return [float(v) for v in value.flatten()[:_MAX_LEVELS_READ].tolist()]
     if isinstance(value, (list, tuple)):
-        return [float(v) for v in value]
+        return [float(v) for v in value[:_MAX_LEVELS_READ]]
     return []
 
 

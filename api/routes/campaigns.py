@@ -84,7 +84,8 @@ async def submit_campaign(request: Request, response: Response, settings: Settin
                           launcher: LauncherDep) -> CampaignOut:
     """Validate a campaign (JSON spec, or multipart `spec` + optional `hyp` YAML), store it, start it."""
     document, loc, hyp = await read_submission(request, settings)
-    spec = validate_spec(document, loc, hyp, settings)
+    # off the event loop: it reads the data yaml and loads the start weights (up to seconds)
+    spec = await run_in_threadpool(validate_spec, document, loc, hyp, settings)
     return await run_in_threadpool(_create_and_start, spec, response, settings, store, launcher)
 
 

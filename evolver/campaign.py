@@ -7,6 +7,8 @@ names the field: the CLI prints it, the API turns it into a 422.
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +28,28 @@ MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 SYNTHETIC = "synthetic"
 BUILTIN_DATA = tuple(BUILTIN_DATASETS)  # data names that are generated datasets, not files
 FILE_FIELDS = ("data", "hyp_file", "weights")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+LAYERS = 25  # a YOLOv5 detector's layers: 0-23, then Detect (24)
+FREEZE_FORMS = (f"a layer count N (the first N layers, as `--freeze N`: 10 = the backbone, layers 0-9) or a list of "
+                f"layer indices 0-{LAYERS - 1}, e.g. [0, 1, 2]")
+
+
+def looks_like_checkpoint(path: Path) -> bool:
+    """Whether a file is shaped like `torch.save` output (a zip archive, or a legacy pickle), by its
+    first bytes: a data yaml or an image given as `weights` is refused before anything starts."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
+
+
+def _is_layer_index(item: Any) -> bool:
+    """What a freeze list may hold (as it always could): whole numbers, also written 3.0 or '3'."""
+    if isinstance(item, bool):
+        return False
+    if isinstance(item, float):
+        return item.is_integer()
+    return isinstance(item, int) or (isinstance(item, str) and item.strip().isdigit())
 
 
 def names_a_file(field: str, value: str | None) -> bool:
@@ -80,7 +104,8 @@ class CampaignSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("campaign", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field("campaign", min_length=1, max_length=100, json_schema_extra={"pattern": NAME_PATTERN},
+                      description=f"names the run folder: {NAME_RULE}")
     # Training of every trial (DESIGN.md: one trial is YOLOv5's 10-epoch fine-tune by default).
     data: str = Field(SYNTHETIC, description="data yaml (YOLO format), or a built-in synthetic dataset: "
                       "'synthetic' or 'synthetic-shifted' (other colours, backgrounds and scales)")
@@ -88,7 +113,8 @@ class CampaignSpec(BaseModel):
         None, description="model size; default: the architecture of `weights`, else yolov5n")
     weights: str | None = Field(None, description="checkpoint every trial fine-tunes from (default: scratch)")
     freeze: tuple[int, ...] = Field(
-        (), description="layer indices to freeze in every trial, e.g. [0..9] = the backbone (fine-tuning)")
+        (), description="layers frozen in every trial: a count N = the first N layers (10 = the backbone, "
+        "layers 0-9, as YOLOv5's --freeze 10) or a list of layer indices, e.g. [0, 1, 2]")
     epochs: int = Field(10, ge=1, le=10_000)
     img_size: int = Field(640, ge=32, le=8192)
     batch_size: int = Field(16, ge=1, le=4096)
@@ -148,12 +174,37 @@ class CampaignSpec(BaseModel):
             raise ValueError(f"must be a multiple of 32 (the largest stride), got {value}")
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name_characters(cls, value: str) -> str:
+        if not re.fullmatch(NAME_PATTERN, value):
+            odd = sorted({c for c in value if not (c.isascii() and (c.isalnum() or c in "._-"))})
+            shown = f" ({', '.join(repr(c) for c in odd)} not allowed)" if odd else ""
+            raise ValueError(f"a campaign name uses {NAME_RULE}, got {value!r}{shown}")
+        return value
+
+    @field_validator("freeze", mode="before")
+    @classmethod
+    def _freeze_forms(cls, value: Any) -> Any:
+        """As YOLOv5's `--freeze` (yolo/freeze.py): one number N is the first N layers; a list is the
+        layer indices themselves."""
+        if isinstance(value, bool):
+            raise ValueError(f"give {FREEZE_FORMS}; got {value!r}")
+        if isinstance(value, int):
+            if not 0 <= value <= LAYERS:
+                raise ValueError(f"a layer count runs from 0 to {LAYERS} (the model has layers 0-{LAYERS - 1}), "
+                                 f"got {value}")
+            return tuple(range(value))
+        if not isinstance(value, (list, tuple)) or not all(_is_layer_index(item) for item in value):
+            raise ValueError(f"give {FREEZE_FORMS}; got {value!r}")
+        return value
+
     @field_validator("freeze")
     @classmethod
     def _layer_indices(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        bad = [i for i in value if not 0 <= i <= 24]
+        bad = [i for i in value if not 0 <= i < LAYERS]
         if bad:
-            raise ValueError(f"layer indices run from 0 to 24 (24 = Detect), got {bad}")
+            raise ValueError(f"layer indices run from 0 to {LAYERS - 1} ({LAYERS - 1} = Detect), got {bad}")
         return tuple(sorted(set(value)))
 
     @field_validator("fitness_weights")
@@ -229,7 +280,13 @@ class CampaignSpec(BaseModel):
         """YOLOv5's defaults, then `hyp_file`, then `hyp`; unknown keys in the file are an error."""
         base = Hyperparameters()
         if self.hyp_file:
-            base = Hyperparameters.from_yaml(self._resolve(self.hyp_file, base_dir))
+            path = self._resolve(self.hyp_file, base_dir)
+            try:
+                base = Hyperparameters.from_yaml(path)
+            except yaml.YAMLError as err:
+                raise ValueError(f"hyp_file: {yaml_error_text(path, err)}") from None
+            except (ValueError, OSError) as err:
+                raise ValueError(f"hyp_file: {err}") from None
         return base.replace(**self.hyp).to_dict()
 
     def check_files(self, base_dir: Path | None = None) -> None:
@@ -238,6 +295,9 @@ class CampaignSpec(BaseModel):
             value = getattr(self, field)
             if names_a_file(field, value) and not self._resolve(value, base_dir).is_file():
                 raise FileNotFoundError(f"{field}: no such file: {value}")
+        if self.weights and not looks_like_checkpoint(self._resolve(self.weights, base_dir)):
+            raise ValueError(f"weights: {self.weights} is not a PyTorch checkpoint (a .pt file: a zip archive "
+                             "or a pickle)")
 
     def check_data(self) -> None:
         """The data yaml (a file; built-in datasets always pass) loads, every split it names is
@@ -249,7 +309,9 @@ class CampaignSpec(BaseModel):
 
         try:
             config = load_data_config(self.data)
-        except ValueError as err:
+        except yaml.YAMLError as err:
+            raise ValueError(f"data: {yaml_error_text(Path(self.data), err)}") from None
+        except (ValueError, OSError) as err:
             raise ValueError(f"data: {err}") from None
         if self.confirm.enabled and self.confirm.split is not None:
             try:
@@ -277,19 +339,75 @@ class CampaignSpec(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "CampaignSpec":
-        """Load a campaign yaml; its relative paths are taken relative to the yaml's folder."""
+        """Load a campaign yaml; its relative paths are taken relative to the yaml's folder.
+
+        A file that cannot be read or parsed raises ValueError naming the file (and the line and
+        column of a YAML mistake); fields that fail validation raise pydantic's ValidationError."""
         path = Path(path)
-        with open(path) as f:
-            row = yaml.safe_load(f)
+        if not path.is_file():
+            problem = "is a folder, not a file" if path.is_dir() else "no such file"
+            raise ValueError(f"campaign yaml {path}: {problem}")
+        try:
+            row = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ValueError(yaml_error_text(path, err)) from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"campaign yaml {path}: cannot be read: {err}") from None
+        if row is None:
+            raise ValueError(f"campaign yaml {path} is empty; it is a mapping of fields (see "
+                             "examples/synthetic-campaign.yaml)")
         if not isinstance(row, dict):
-            raise ValueError(f"{path}: a campaign yaml is a mapping of fields, got {type(row).__name__}")
+            raise ValueError(f"campaign yaml {path}: a campaign yaml is a mapping of fields (name: value), "
+                             f"got a {type(row).__name__}")
         return cls.model_validate(row).resolved(path.resolve().parent)
 
 
+def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line: the file, the line and column (1-based), what is wrong."""
+    mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(err).split())}"
+    what = ", ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
+    problem_mark = getattr(err, "problem_mark", None)
+    if problem_mark is not None and (problem_mark.line, problem_mark.column) != (mark.line, mark.column):
+        what += f" (at line {problem_mark.line + 1}, column {problem_mark.column + 1})"
+    return f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}"
+
+
 def format_validation_error(err: ValidationError) -> str:
-    """One line per bad field, e.g. 'population: Input should be greater than or equal to 1'."""
+    """One line per bad field, e.g. 'population: Input should be greater than or equal to 1, got 0';
+    an unknown field names the closest known one."""
     lines = []
     for problem in err.errors():
         where = ".".join(str(part) for part in problem["loc"]) or "spec"
-        lines.append(f"{where}: {problem['msg']}")
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field{_did_you_mean(problem['loc'])}")
+            continue
+        message = problem["msg"].removeprefix("Value error, ")
+        value = problem.get("input")
+        if isinstance(value, (str, int, float)) and "got " not in message:
+            message += f", got {value!r}"
+        lines.append(f"{where}: {message}")
     return "\n".join(lines)
+
+
+def validation_error_text(err: ValidationError, source: str) -> str:
+    """'SOURCE: field: problem' for one bad field; for several, how many, then one indented line each."""
+    lines = format_validation_error(err).splitlines()
+    if len(lines) == 1:
+        return f"{source}: {lines[0]}"
+    return f"{source}: {len(lines)} fields are invalid:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """' (did you mean 'epochs'?)' for a misspelt field, else the fields that block accepts."""
+    model: type[BaseModel] = CampaignSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        inner = getattr(field, "annotation", None)
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return ""
+        model = inner
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f"; the fields are: {', '.join(known)}"

@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evolver.ranking import best_of
+
+if TYPE_CHECKING:
+    from evolver.campaign import CampaignSpec
+    from evolver.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +99,63 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     _add_ray(p)
 
 
-def _open_store(args: argparse.Namespace):
-    from evolver.store import Store
+def _store_url(args: argparse.Namespace) -> str:
+    """--db, else the default SQLite file, whose folder is made here (an empty folder is a valid start)."""
+    if args.db:
+        return args.db
+    url = default_db(args.project)
+    folder = Path(args.project).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from evolver.store.unavailable import StoreUnavailable
 
-    url = args.db or default_db(args.project)
-    return Store.open(url)
+        why = "a file is in the way" if folder.is_file() else err.strerror or str(err)
+        raise StoreUnavailable(url, f"cannot create its folder {folder} (--project): {why}") from err
+    return url
+
+
+@contextmanager
+def _open_store(args: argparse.Namespace) -> Iterator[Store]:
+    """The store of --db / --project; an unknown campaign id is told which database was asked."""
+    from evolver.store import CampaignNotFound, Store
+    from evolver.store.unavailable import masked_url
+
+    url = _store_url(args)
+    with Store.open(url) as store:
+        try:
+            yield store
+        except CampaignNotFound as err:
+            whose = "" if args.db else ", this folder's database"
+            raise KeyError(f"{err} in {masked_url(url)}{whose} (`evolver status{_db_flag(args)}` lists its "
+                           "campaigns; --project or --db opens another)") from None
+
+
+def _checked_spec(spec_path: str) -> CampaignSpec:
+    """The campaign yaml, validated with the files and splits it names, before anything is stored or
+    started; every refusal names the yaml."""
+    from pydantic import ValidationError
+
+    from evolver.campaign import CampaignSpec, validation_error_text
+
+    try:
+        spec = CampaignSpec.from_yaml(spec_path)
+    except ValidationError as err:
+        raise ValueError(validation_error_text(err, spec_path)) from None
+    try:
+        spec.check_files()
+        spec.check_data()  # a split that points at nothing fails now, not in every trial
+        spec.base_hyp()  # a bad hyp_file fails now, before anything is stored
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{spec_path}: {err}") from None
+    return spec
+
+
+def _check_run_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "lease", None) is not None and args.lease < 2:
+        raise ValueError(f"--lease is renewed every second, so it needs at least 2 seconds, got {args.lease:g}")
+    if getattr(args, "num_gpus", None) is not None and args.num_gpus < 0:
+        raise ValueError(f"--num-gpus must be 0 or more, got {args.num_gpus}")
 
 
 def _fresh_run_dir(project: str, name: str) -> Path:
@@ -107,13 +166,7 @@ def _fresh_run_dir(project: str, name: str) -> Path:
     return path
 
 
-def _create(store, spec_path: str, project: str) -> int:
-    from evolver.campaign import CampaignSpec
-
-    spec = CampaignSpec.from_yaml(spec_path)
-    spec.check_files()
-    spec.check_data()  # a split that points at nothing fails now, not in every trial
-    spec.base_hyp()  # a bad hyp_file fails now, before anything is stored
+def _create(store: Store, spec: CampaignSpec, project: str) -> int:
     run_dir = _fresh_run_dir(project, spec.name)
     campaign_id = store.create_campaign(spec.name, spec.to_json_dict(), str(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,26 +174,35 @@ def _create(store, spec_path: str, project: str) -> int:
 
 
 def run_campaign(args: argparse.Namespace) -> int:
-    from evolver import lifecycle
-    from evolver.cluster import connect
-    from evolver import coordinator
+    """Every check that SQL and the files can answer comes first; Ray starts only for a campaign
+    that will run."""
+    from evolver import lifecycle, preflight
+    from evolver.campaign import CampaignSpec
 
     if (args.spec is None) == (args.campaign is None):
         raise ValueError("give either a campaign yaml or --campaign ID")
+    _check_run_flags(args)
+    new_spec = _checked_spec(args.spec) if args.spec is not None else None
     with _open_store(args) as store:
-        campaign_id = args.campaign if args.campaign is not None else _create(store, args.spec, args.project)
-        if args.command == "resume" and store.campaign(campaign_id).status != "queued":
-            # ended, or its coordinator died: queued for the claim (a lease that lapses within a
-            # lease's length is waited out: after a SIGKILL nobody is left to release it)
-            lifecycle.reopen(store, campaign_id, wait_for_lapse=max(args.lease, 30.0) + 5.0)
+        if new_spec is not None:
+            campaign_id = _create(store, new_spec, args.project)
+        elif args.command == "resume":
+            campaign_id = preflight.check_resumable(store, args.campaign).id
+            if store.campaign(campaign_id).status != "queued":
+                # ended, or its coordinator died: queued for the claim (a lease that lapses within a
+                # lease's length is waited out: after a SIGKILL nobody is left to release it)
+                lifecycle.reopen(store, campaign_id, wait_for_lapse=max(args.lease, 30.0) + 5.0)
+        else:
+            campaign_id = preflight.check_runnable(store, args.campaign).id
         record = store.campaign(campaign_id)
-        from evolver.campaign import CampaignSpec
-
         spec = CampaignSpec.model_validate(record.spec)
         confirming = (f" + up to {spec.confirm.trials()} confirmation retrainings ({spec.confirm.top_k} best + base "
                       f"x {spec.confirm.seeds} fresh seeds)" if spec.confirm.enabled else "")
         print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} search trials{confirming}, "
               f"run folder {record.run_dir}")
+        from evolver import coordinator
+        from evolver.cluster import connect
+
         connect(args.address, num_gpus=args.num_gpus)
         outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(
             progress=not args.quiet, lease_seconds=args.lease))
@@ -156,10 +218,22 @@ def run_campaign(args: argparse.Namespace) -> int:
 
 
 def create_campaign(args: argparse.Namespace) -> int:
+    """Prints `campaign ID (NAME) created ...`: the id is the second word, for scripts
+    (`evolver create x.yaml | awk '{print $2}'`)."""
+    spec = _checked_spec(args.spec)
     with _open_store(args) as store:
-        campaign_id = _create(store, args.spec, args.project)
-        print(campaign_id)
+        campaign_id = _create(store, spec, args.project)
+        record = store.campaign(campaign_id)
+    print(f"campaign {campaign_id} ({spec.name}) created, run folder {record.run_dir}; "
+          f"`evolver run --campaign {campaign_id}{_db_flag(args)}` runs it")
     return 0
+
+
+def _db_flag(args: argparse.Namespace) -> str:
+    """The flags that point a follow-up command at the same database (none for the default)."""
+    if args.db:
+        return " --db URL"
+    return "" if args.project == DEFAULT_PROJECT else f" --project {args.project}"
 
 
 def show_status(args: argparse.Namespace) -> int:
@@ -168,8 +242,13 @@ def show_status(args: argparse.Namespace) -> int:
 
     with _open_store(args) as store:
         if args.campaign is None:
+            campaigns = store.campaigns()
+            if not campaigns:
+                print(f"no campaigns in {store.engine.url.render_as_string(hide_password=True)} yet; "
+                      "`evolver run campaign.yaml` starts one")
+                return 0
             print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'raw best':>9}  confirmation")
-            for c in store.campaigns():
+            for c in campaigns:
                 spec = CampaignSpec.model_validate(c.spec)
                 trials = store.trials(c.id)
                 done = sum(t.finished for t in trials)
@@ -267,22 +346,32 @@ def import_csv(args: argparse.Namespace) -> int:
     from evolver.exchange import read_evolve_csv
     from yolo.fitness import fitness
 
+    rows = read_evolve_csv(args.csv)  # a missing or malformed file is refused before the store opens
+    if not rows:
+        raise ValueError(f"{args.csv}: no rows under its header: nothing to import")
     with _open_store(args) as store:
         record = store.campaign(args.campaign)
         spec = CampaignSpec.model_validate(record.spec)
-        rows = read_evolve_csv(args.csv)
         parents = [(hyp, metrics, fitness(metrics, spec.fitness_weights)) for metrics, hyp in rows]
         count = store.add_imported_parents(record.id, parents)
-        print(f"campaign {record.id}: {count} parents imported from {args.csv}")
-        return 0
+        stored = len(store.imported_parents(record.id))
+    already = len(rows) - count
+    skipped = f"; {already} of its {len(rows)} rows were already there (a row counts once)" if already else ""
+    print(f"campaign {record.id}: {count} parents imported from {args.csv}{skipped}; {stored} imported parents in all")
+    return 0
 
 
 def export_winner_cli(args: argparse.Namespace) -> int:
-    from evolver.cluster import connect
-    from evolver.winner_export import run_winner_export
+    from deploy.export import parse_formats
+    from evolver.winner_export import find_winner, run_winner_export
 
+    _check_run_flags(args)
+    if args.formats is not None:
+        parse_formats(args.formats)
     with _open_store(args) as store:
-        store.campaign(args.campaign)  # an unknown id fails before Ray starts
+        find_winner(store, args.campaign)  # an unknown id, or nothing to export, fails before Ray starts
+        from evolver.cluster import connect
+
         connect(args.address, num_gpus=args.num_gpus)
         done = run_winner_export(store, args.campaign, args.formats.split(",") if args.formats else None)
         print(f"campaign {done.campaign_id}: winner trial {done.trial_number}; {done.parity or 'no parity check'}")

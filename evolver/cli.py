@@ -82,13 +82,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return 141
     except ValidationError as err:  # before ValueError: pydantic's errors are ValueErrors too
-        from evolver.campaign import format_validation_error
+        from evolver.campaign import validation_error_text
 
-        return fail(args.command, "invalid campaign:\n" + format_validation_error(err))
+        _debug_traceback(args)
+        return fail(args.command, validation_error_text(err, "invalid campaign"))
     except KeyError as err:  # an unknown campaign id
+        _debug_traceback(args)
         return fail(args.command, str(err.args[0]) if err.args else str(err))
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: a file that cannot be read or written
+        _debug_traceback(args)
         return fail(args.command, str(err))
+
+
+def _debug_traceback(args: argparse.Namespace) -> None:
+    """With --verbose, a refusal also logs where it came from (for bug reports)."""
+    if args.verbose:
+        logging.getLogger("evolver").debug("the error's traceback:", exc_info=True)
 
 
 def _silence_stdout() -> None:

@@ -66,8 +66,14 @@ def _row(index: int, metrics: Mapping[str, float], hyp: Mapping[str, float]) -> 
 def read_evolve_csv(path: str | os.PathLike) -> list[tuple[dict[str, float], dict[str, float]]]:
     """(metrics, hyp) per row, in file order. Hyp dicts hold only the columns the file has."""
     path = Path(path)
-    with open(path, encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: " + ("is a folder, not an evolve.csv" if path.is_dir() else "no such file"))
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a text file (an evolve.csv is UTF-8 text): {err.reason} at byte {err.start}") \
+            from None
     if not lines or not lines[0].strip():
         raise ValueError(f"{path}: line 1: expected a header of column names, found an empty line")
     columns = [name.strip() for name in lines[0].split(",")]

@@ -90,8 +90,20 @@ def find_winner(store: Store, campaign_id: int) -> tuple[TrialRecord, ArtefactRe
         artefact = weights.get(weights_artefact_name(trial.number))
         if artefact is not None and Path(artefact.path).is_file():
             return trial, artefact
-    raise NoWinnerError(f"campaign {campaign_id} has no completed trial with kept weights to export "
-                        f"({len(completed)} completed)")
+    raise NoWinnerError(f"campaign {campaign_id} has no completed trial with kept weights to export: "
+                        f"{_why_no_weights(store, campaign_id, len(ranked(trials)))}")
+
+
+def _why_no_weights(store: Store, campaign_id: int, completed: int) -> str:
+    """The likeliest reason a campaign has nothing to export, for the one-line refusal."""
+    spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
+    if spec.trainer == "sleep":
+        return f"it is a dry run (trainer: sleep trains no model; {completed} trials completed)"
+    if spec.keep_top_k == 0:
+        return "its spec keeps no weights (keep_top_k: 0)"
+    if completed == 0:
+        return "no trial has completed yet"
+    return f"the weights files of its {completed} completed trials are gone from {store.campaign(campaign_id).run_dir}"
 
 
 def parity_image_files(data: str, limit: int = PARITY_IMAGE_COUNT) -> list[str]:

@@ -13,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
 
+from .unavailable import URL_EXAMPLES, BadDatabaseUrl
+
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -21,6 +23,10 @@ WRITE_OPTION = "evolver_write"
 
 # Any constant works; it keeps two processes from migrating the same PostgreSQL database at once.
 _MIGRATION_LOCK_KEY = 0x65766F6C  # "evol"
+
+# libpq waits for an unreachable server as long as TCP does (minutes); a URL may set its own.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+_LIBPQ_DRIVERS = ("psycopg", "psycopg2")
 
 
 def sqlite_url(path: str | Path) -> str:
@@ -32,14 +38,17 @@ def create_store_engine(url: str) -> Engine:
     """An engine with our per-backend settings (SQLite: WAL, foreign keys, explicit BEGIN)."""
     parsed = make_url(url)
     if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
-        raise ValueError(f"unsupported database {parsed.get_backend_name()!r} in {parsed!r}; "
-                         f"use one of {', '.join(SUPPORTED_BACKENDS)} (e.g. postgresql+psycopg://...)")
+        raise BadDatabaseUrl(url, f"unsupported database {parsed.get_backend_name()!r}; "
+                                  f"use one of {', '.join(SUPPORTED_BACKENDS)} (e.g. {URL_EXAMPLES})")
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
         event.listen(engine, "connect", _configure_sqlite_connection)
         event.listen(engine, "begin", _begin_sqlite)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    connect_args = {}
+    if parsed.get_driver_name() in _LIBPQ_DRIVERS and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _configure_sqlite_connection(dbapi_connection, _record) -> None:

@@ -71,6 +71,7 @@ from .records import (
     TrialRecord,
     TrialSummary,
 )
+from .unavailable import OPEN_ERRORS, open_failure
 
 CAMPAIGNS = Campaign.__table__
 GENERATIONS = Generation.__table__
@@ -176,10 +177,19 @@ class Store:
     # ----------------------------------------------------------------------------- lifecycle
     @classmethod
     def open(cls, url: str) -> Store:
-        """Connect and bring the schema to the newest migration (creating it in an empty database)."""
-        engine = create_store_engine(url)
+        """Connect and bring the schema to the newest migration (creating it in an empty database).
+
+        Raises `StoreUnavailable` (one line: the URL, password masked, and why) when the URL is
+        not one, the driver is missing, the server is unreachable or the file cannot be used."""
+        try:
+            engine = create_store_engine(url)
+        except OPEN_ERRORS as err:
+            raise open_failure(url, err) from err
         try:
             upgrade_to_head(engine)
+        except OPEN_ERRORS as err:
+            engine.dispose()
+            raise open_failure(url, err) from err
         except BaseException:
             engine.dispose()
             raise

@@ -262,7 +262,7 @@ def test_import_csv_seeds_parents_and_status_best_cancel_report(tmp_path, capsys
     db = Store.sqlite_url(tmp_path / "evolver.db")
     spec = write_spec(tmp_path, name="seeded", trainer="sleep", epochs=1, generations=4, population=1)
     assert main(["create", str(spec), "--db", db, "--project", str(tmp_path)]) == 0
-    cid = int(capsys.readouterr().out.strip().splitlines()[-1])
+    cid = int(capsys.readouterr().out.split()[1])  # "campaign ID (NAME) created, ..."
     great = {"precision": 1.0, "recall": 1.0, "map50": 1.0, "map": 1.0,
              "val_box_loss": 0.01, "val_obj_loss": 0.01, "val_cls_loss": 0.01}
     imported_hyp = Hyperparameters(lr0=0.0123, momentum=0.9).to_dict()

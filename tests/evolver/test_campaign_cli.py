@@ -124,7 +124,7 @@ def assert_completed_exactly(store: Store, cid: int, asked: int) -> None:
         assert len(store.epochs(cid, trial.number)) == 3
 
 
-MULTI_EPOCH_DRY_RUN = dict(trainer="sleep", epochs=3, dry_run_seconds=[1.5, 2.5], generations=10, population=2,
+MULTI_EPOCH_DRY_RUN = dict(trainer="sleep", epochs=3, dry_run_seconds=[2.0, 3.0], generations=16, population=2,
                            cpu_workers=2)
 
 
@@ -145,7 +145,7 @@ def test_cancelled_mid_run_three_times_then_completed_exactly(store_url, tmp_pat
         process = evolver("resume", str(cid), "--db", store_url, "--quiet")
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0, out
-    assert_completed_exactly(store, cid, asked=20)
+    assert_completed_exactly(store, cid, asked=32)
     assert max(t.attempt for t in store.trials(cid)) >= 2
 
 
@@ -171,7 +171,7 @@ def test_ctrl_c_stops_within_seconds_and_resumes_at_once(tmp_path):
     resumed = evolver("resume", str(cid), "--db", db, "--quiet")
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0 and "held by" not in out, out
-    assert_completed_exactly(store, cid, asked=20)
+    assert_completed_exactly(store, cid, asked=32)
 
 
 def test_a_pipe_closed_early_ends_quietly(tmp_path):

@@ -13,13 +13,11 @@ from typing import Any, Sequence
 
 import torch
 
+from deploy.formats import FORMATS, SUFFIXES, parse_formats  # noqa: F401  (FORMATS, parse_formats: re-exported)
 from deploy.onnx_export import OnnxExportOptions, export_onnx
 from deploy.onnx_runtime import ImageSource, OnnxDetector, postprocess, prepare_batch
 from deploy.tensorrt_engine import SKIP_REASON, EngineOptions, build_engine, tensorrt_available
 from deploy.wts import tensorrtx_tensors, write_wts
-
-FORMATS = ("onnx", "engine", "wts")
-SUFFIXES = {"onnx": ".onnx", "engine": ".engine", "wts": ".wts"}
 
 
 @dataclass(frozen=True)
@@ -45,16 +43,6 @@ def file_sha256(path: str | Path) -> str:
 
 def _describe(path: Path, fmt: str) -> ExportedFile:
     return ExportedFile(path=path, format=fmt, size=path.stat().st_size, sha256=file_sha256(path))
-
-
-def parse_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
-    """'onnx,engine' or ['onnx', 'wts'] -> validated, de-duplicated, in FORMATS order."""
-    items = formats.split(",") if isinstance(formats, str) else list(formats)
-    wanted = {item.strip().lower() for item in items if item.strip()}
-    unknown = sorted(wanted - set(FORMATS))
-    if unknown or not wanted:
-        raise ValueError(f"unknown export format(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(FORMATS)}")
-    return tuple(f for f in FORMATS if f in wanted)
 
 
 def export_weights(

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from deploy.export import FORMATS, check_parity, coco_like_images, export_weights, parse_formats
+from deploy.formats import FORMATS, parse_formats
+from yolo.flag_values import WEIGHTS_FILE, existing_file, positive_int
 
 
 def add_subcommand(sub: argparse._SubParsersAction) -> None:
@@ -20,9 +22,9 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", required=True, help="checkpoint to export (e.g. runs/train/exp/weights/best.pt)")
     p.add_argument("--include", default="onnx", help=f"comma-separated formats from: {','.join(FORMATS)}")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, nargs="+", default=[640],
-                   help="image size: one number (square) or height width")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=1,
+    p.add_argument("--img", "--img-size", dest="img_size", type=positive_int, nargs="+", default=[640],
+                   help="image size: one number (square) or height width (rounded up to multiples of 32)")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=positive_int, default=1,
                    help="static batch (with --dynamic: the engine profile's largest batch)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch and image size axes in the ONNX")
     p.add_argument("--half", action="store_true", help="FP16 weights and compute inside the graph (input stays float32)")
@@ -31,14 +33,21 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: beside the weights)")
     p.add_argument("--parity-images", default=None,
                    help="folder of images: check onnxruntime against torch on them after exporting")
-    p.add_argument("--parity-count", type=int, default=8, help="how many images of --parity-images to use")
+    p.add_argument("--parity-count", type=positive_int, default=8, help="how many images of --parity-images to use")
 
 
 def run_export(args: argparse.Namespace) -> int:
-    formats = parse_formats(args.include)
+    formats = parse_formats(args.include)  # the flags first, before the exporters import torch
     if len(args.img_size) > 2:
         raise ValueError(f"--img takes one or two numbers, got {args.img_size}")
-    size = args.img_size[0] if len(args.img_size) == 1 else (args.img_size[0], args.img_size[1])
+    existing_file(args.weights, "--weights", WEIGHTS_FILE)
+    if args.parity_images and not Path(args.parity_images).is_dir():
+        raise ValueError(f"--parity-images {args.parity_images} is not a folder; it takes a folder of images")
+    from deploy.export import check_parity, coco_like_images, export_weights
+    from yolo.image_size import stride_multiple
+
+    sides = [stride_multiple(side) for side in args.img_size]
+    size = sides[0] if len(sides) == 1 else (sides[0], sides[1])
     files = export_weights(args.weights, formats, size, args.batch, args.dynamic, args.half, args.out,
                            args.opset, args.workspace)
     for item in files:

@@ -14,6 +14,11 @@ import sys
 from functools import partial
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from yolo.flag_values import (
+    WEIGHTS_FILE, existing_file, non_negative_int, open_fraction, positive_int, unit_fraction,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -41,9 +46,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", help="data yaml (YOLO format); default: the built-in synthetic dataset")
     p.add_argument("--cfg", help="model size: yolov5n/s/m/l/x (default: that of --weights, else yolov5n)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=256, help="train/val image size (px)")
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=16)
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--img", "--img-size", dest="img_size", type=positive_int, default=256,
+                   help="train/val image size (px; rounded up to a multiple of 32)")
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=positive_int, default=16)
     p.add_argument("--hyp", help="hyperparameter yaml (YOLOv5's format); default: YOLOv5's scratch-low values")
     p.add_argument("--device", default="cpu",
                    help="'cpu', a GPU ('0', 'cuda:1'), or several GPUs ('0,1': one DDP process per GPU, "
@@ -53,7 +59,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "several = those layer indices ('0 1 2' or '0,1,2'; one index alone: '5,')")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across DDP GPUs (needs CUDA/NCCL)")
     p.add_argument("--seed", type=int, default=0, help="same seed + same machine = same run on CPU")
-    p.add_argument("--workers", type=int, default=1, help="data loader worker processes")
+    p.add_argument("--workers", type=non_negative_int, default=1, help="data loader worker processes")
     p.add_argument("--weights", help="initial weights to fine-tune from: an evolver checkpoint or a YOLOv5 .pt "
                    "(yolov5s.pt, a run's best.pt), read without running any code from it")
     p.add_argument("--project", default="runs/train", help="runs are saved to PROJECT/NAME")
@@ -72,13 +78,14 @@ def _add_val(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, nargs="+",
                    help="an evolver checkpoint (best.pt / last.pt) or a YOLOv5 .pt; several form an ensemble")
     p.add_argument("--data", help="data yaml; default: the built-in synthetic dataset")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640)
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
-    p.add_argument("--conf", type=float, default=0.001, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.6, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=300)
+    p.add_argument("--img", "--img-size", dest="img_size", type=positive_int, default=640,
+                   help="image size (px; rounded up to a multiple of 32)")
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=positive_int, default=32)
+    p.add_argument("--conf", type=unit_fraction, default=0.001, help="confidence threshold")
+    p.add_argument("--iou", type=unit_fraction, default=0.6, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=positive_int, default=300)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=non_negative_int, default=1)
     p.add_argument("--split", "--task", dest="split", default="val", choices=("train", "val", "test"),
                    help="the data yaml's split to validate on (--task is YOLOv5 val.py's name for it)")
     p.add_argument("--augment", action="store_true", help="test-time augmentation (scales 1, 0.83, 0.67; mirror)")
@@ -93,10 +100,11 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", required=True, nargs="+",
                    help="evolver checkpoint(s) or YOLOv5 .pt files; several form an ensemble")
     p.add_argument("--source", required=True, help="an image or a folder of images")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int, default=640, help="inference size (long side, px)")
-    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold")
-    p.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold")
-    p.add_argument("--max-det", type=int, default=1000)
+    p.add_argument("--img", "--img-size", dest="img_size", type=positive_int, default=640,
+                   help="inference size (long side, px; rounded up to a multiple of 32)")
+    p.add_argument("--conf", type=unit_fraction, default=0.25, help="confidence threshold")
+    p.add_argument("--iou", type=unit_fraction, default=0.45, help="NMS IoU threshold")
+    p.add_argument("--max-det", type=positive_int, default=1000)
     p.add_argument("--augment", action="store_true", help="test-time augmentation")
     p.add_argument("--save-txt", action="store_true", help="also write YOLO-format txt results")
     p.add_argument("--device", default="cpu")
@@ -111,14 +119,14 @@ def _add_prune(sub: argparse._SubParsersAction) -> None:
         "global sparsity and the val metrics before and after, and saves the pruned checkpoint.",
     )
     p.add_argument("--weights", required=True, help="an evolver checkpoint or a YOLOv5 .pt")
-    p.add_argument("--amount", type=float, default=0.3, help="fraction of each conv's weights to zero")
+    p.add_argument("--amount", type=open_fraction, default=0.3, help="fraction of each conv's weights to zero")
     p.add_argument("--out", help="pruned checkpoint path; default: WEIGHTS_prunedNN.pt beside it")
     p.add_argument("--data", help="data yaml to validate on; default: the built-in synthetic dataset")
-    p.add_argument("--img", "--img-size", dest="img_size", type=int,
+    p.add_argument("--img", "--img-size", dest="img_size", type=positive_int,
                    help="val image size; default: the checkpoint's training size (else 640)")
-    p.add_argument("--batch", "--batch-size", dest="batch_size", type=int, default=32)
+    p.add_argument("--batch", "--batch-size", dest="batch_size", type=positive_int, default=32)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=non_negative_int, default=1)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -157,6 +165,26 @@ def _default_data() -> str:
     return str(default_synthetic_dataset())
 
 
+def _weights_files(paths: Sequence[str]) -> list[str]:
+    return [existing_file(path, "--weights", WEIGHTS_FILE) for path in paths]
+
+
+def _hyperparameters(path: str | None):
+    """--hyp's file read (YOLOv5's defaults without one); a missing or unreadable file is one line."""
+    import yaml
+
+    from yolo.hyp import Hyperparameters
+    from yolo.yaml_errors import yaml_error_line
+
+    if path is None:
+        return Hyperparameters()
+    existing_file(path, "--hyp", "a hyperparameter yaml (YOLOv5's hyp.*.yaml format)")
+    try:
+        return Hyperparameters.from_yaml(path)
+    except yaml.YAMLError as err:
+        raise ValueError(f"--hyp {yaml_error_line(path, err)}") from None
+
+
 def _fresh_dir(project: str, name: str) -> Path:
     path = Path(project) / name
     n = 2
@@ -166,28 +194,41 @@ def _fresh_dir(project: str, name: str) -> Path:
     return path
 
 
+def _resumed_run(args: argparse.Namespace) -> tuple[Callable[[], Any], Path]:
+    """(the call that continues --resume's run, its last.pt); a missing file is refused before
+    torch is imported."""
+    existing_file(args.resume, "--resume", "an interrupted run's last.pt")
+    from yolo.train import resume
+
+    return partial(resume, args.resume), Path(args.resume)
+
+
+def _new_run(args: argparse.Namespace) -> tuple[Callable[[], Any], Path]:
+    """(the training the flags ask for, the last.pt it will write). The files named are checked
+    first, before torch is imported; the image size is rounded up to a stride multiple."""
+    if args.weights:
+        _weights_files([args.weights])
+    hyp = _hyperparameters(args.hyp)
+    from yolo.freeze import parse_freeze
+    from yolo.image_size import stride_multiple
+    from yolo.train import TrainConfig, train
+
+    config = TrainConfig(
+        data=args.data or _default_data(), cfg=args.cfg, epochs=args.epochs, img_size=stride_multiple(args.img_size),
+        batch_size=args.batch_size, device=args.device, seed=args.seed, workers=args.workers,
+        save_dir=str(_fresh_dir(args.project, args.name)), weights=args.weights,
+        cos_lr=args.cos_lr, cache_images=not args.no_cache, progress=not args.quiet,
+        freeze=parse_freeze(args.freeze), sync_bn=args.sync_bn,
+    )
+    return partial(train, config, hyp), Path(config.save_dir) / "weights" / "last.pt"
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train in this process, launch one process per GPU (`--device 0,1`), or, under torchrun,
     train this rank (`python -m torch.distributed.run --nproc_per_node 2 -m evolver train ...`)."""
+    run, last = _resumed_run(args) if args.resume else _new_run(args)
     from yolo.distributed import rank_from_env
-    from yolo.freeze import parse_freeze
-    from yolo.hyp import Hyperparameters
-    from yolo.train import TrainConfig, resume, train
 
-    if args.resume:
-        last = Path(args.resume)
-        run = partial(resume, args.resume)
-    else:
-        config = TrainConfig(
-            data=args.data or _default_data(), cfg=args.cfg, epochs=args.epochs, img_size=args.img_size,
-            batch_size=args.batch_size, device=args.device, seed=args.seed, workers=args.workers,
-            save_dir=str(_fresh_dir(args.project, args.name)), weights=args.weights,
-            cos_lr=args.cos_lr, cache_images=not args.no_cache, progress=not args.quiet,
-            freeze=parse_freeze(args.freeze), sync_bn=args.sync_bn,
-        )
-        hyp = Hyperparameters.from_yaml(args.hyp) if args.hyp else Hyperparameters()
-        last = Path(config.save_dir) / "weights" / "last.pt"
-        run = partial(train, config, hyp)
     try:
         result = run()
     except KeyboardInterrupt:  # Ctrl-C: one line saying how to go on, no traceback
@@ -207,16 +248,21 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _val_loader(data_path: str | None, split: str, img_size: int, batch_size: int, workers: int, hyp):
-    """(loader, data config) of a dataset split, read as training's validation reads it; a split
-    the yaml lacks is a ValueError, which `main` prints as one line."""
-    from yolo.data import load_data_config
+def _val_loader(data, split: str, img_size: int, batch_size: int, workers: int, hyp):
+    """The loader of a dataset split (a `DataConfig`'s), read as training's validation reads it;
+    a split the yaml lacks is a ValueError, which `main` prints as one line."""
     from yolo.evaluate import split_loader
 
-    data = load_data_config(data_path or _default_data())
     loader, index = split_loader(data, split, img_size, batch_size, hyp, workers=workers)
     print(f"{split}: {index.summary()}")
-    return loader, data
+    return loader
+
+
+def _data_config(path: str | None):
+    """The --data yaml (the built-in synthetic dataset without one), read but not yet scanned."""
+    from yolo.data import load_data_config
+
+    return load_data_config(path or _default_data())
 
 
 def _metrics_line(result) -> str:
@@ -226,22 +272,27 @@ def _metrics_line(result) -> str:
 
 
 def run_val(args: argparse.Namespace) -> int:
+    weights = _weights_files(args.weights)  # before torch is imported
     from yolo.device import select_device
     from yolo.ensemble import load_detector
     from yolo.evaluate import checkpoint_hyp, require_same_classes
+    from yolo.image_size import stride_multiple
     from yolo.loss import DetectionLoss
     from yolo.metrics import ap_table
     from yolo.val import inference_copy, validate
 
     device = select_device(args.device)
-    model, checkpoints = load_detector(args.weights, device, augment=args.augment)
-    hyp = checkpoint_hyp(checkpoints[0])
-    loader, data = _val_loader(args.data, args.split, args.img_size, args.batch_size, args.workers, hyp)
-    for path, checkpoint in zip(args.weights, checkpoints):
+    img_size = stride_multiple(args.img_size)
+    data = _data_config(args.data)
+    data.split_files(args.split)  # a split the yaml lacks, before any weights are read
+    model, checkpoints = load_detector(weights, device, augment=args.augment)
+    for path, checkpoint in zip(args.weights, checkpoints):  # before the images are scanned
         require_same_classes(path, checkpoint, data)
+    hyp = checkpoint_hyp(checkpoints[0])
+    loader = _val_loader(data, args.split, img_size, args.batch_size, args.workers, hyp)
     # Val losses describe one model's plain forward pass: none for an ensemble or TTA.
     single = len(checkpoints) == 1 and not args.augment
-    loss_fn = DetectionLoss.from_model(model, hyp, args.img_size) if single else None
+    loss_fn = DetectionLoss.from_model(model, hyp, img_size) if single else None
     result = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device, loss_fn=loss_fn,
                       conf_threshold=args.conf, iou_threshold=args.iou, max_det=args.max_det, progress=True)
     print(ap_table(result.metrics, data.names))
@@ -250,10 +301,16 @@ def run_val(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from yolo.predict import predict
+    weights = _weights_files(args.weights)  # before torch is imported
+    from yolo.device import select_device
+    from yolo.image_size import stride_multiple
+    from yolo.predict import list_images, predict
 
+    select_device(args.device)  # a GPU that is not there, before anything is read
+    list_images(args.source)  # no source, or no images in it, before the weights are read
+    img_size = stride_multiple(args.img_size)
     out_dir = _fresh_dir(args.project, args.name)
-    results = predict(args.weights, args.source, img_size=args.img_size, conf=args.conf, iou=args.iou,
+    results = predict(weights, args.source, img_size=img_size, conf=args.conf, iou=args.iou,
                       augment=args.augment, save_txt=args.save_txt, out_dir=out_dir, max_det=args.max_det,
                       device=args.device)
     for r in results:
@@ -267,17 +324,21 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    existing_file(args.weights, "--weights", WEIGHTS_FILE)  # before torch is imported
     from yolo.checkpoint import load_model
     from yolo.device import select_device
-    from yolo.evaluate import checkpoint_hyp
+    from yolo.evaluate import checkpoint_hyp, require_same_classes
+    from yolo.image_size import stride_multiple
     from yolo.prune import conv_sparsity, prune_checkpoint, pruned_path
     from yolo.val import inference_copy, validate
 
     device = select_device(args.device)
+    data = _data_config(args.data)
     model, checkpoint = load_model(args.weights, device)
-    img_size = args.img_size or int(checkpoint.train_config.get("img_size", 640))
+    require_same_classes(args.weights, checkpoint, data)
+    img_size = stride_multiple(args.img_size or int(checkpoint.train_config.get("img_size", 640)))
     hyp = checkpoint_hyp(checkpoint)
-    loader, data = _val_loader(args.data, "val", img_size, args.batch_size, args.workers, hyp)
+    loader = _val_loader(data, "val", img_size, args.batch_size, args.workers, hyp)
     zeros, total = conv_sparsity(model)
     before = validate(inference_copy(model), loader, nc=data.nc, names=data.names, device=device)
     out, report = prune_checkpoint(args.weights, args.amount, args.out or pruned_path(args.weights, args.amount))
@@ -291,13 +352,30 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    existing_file(args.weights, "", "a YOLOv5 .pt file (yolov5s.pt, a YOLOv5 run's best.pt)")
     from yolo.yolov5_weights import convert_yolov5_checkpoint
 
-    out, checkpoint = convert_yolov5_checkpoint(args.weights, args.out)
+    try:
+        out, checkpoint = convert_yolov5_checkpoint(args.weights, args.out)
+    except ValueError:
+        if _is_evolver_checkpoint(args.weights):
+            raise ValueError(f"{args.weights} is already an evolver checkpoint: it needs no conversion "
+                             "(every command takes it as it is)") from None
+        raise
     config = checkpoint.model_config
     print(f"{args.weights} -> {out}: {config['name']}, {config['nc']} classes, "
           f"{len(checkpoint.model_state)} tensors, anchors {config['anchors']}")
     return 0
+
+
+def _is_evolver_checkpoint(path: str) -> bool:
+    """Whether `path` reads as one of our own checkpoints (asked once a conversion has failed)."""
+    from yolo.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path).origin == "evolver"
+    except (ValueError, OSError):
+        return False
 
 
 def run_synth(args: argparse.Namespace) -> int:

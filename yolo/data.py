@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import yaml
 
+from yolo.yaml_errors import yaml_error_line
+
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,18 @@ def load_data_config(path: str | Path) -> DataConfig:
     now, like `train` and `val`, rather than when someone first asks for it.
     """
     yaml_path = Path(path)
+    if yaml_path.is_dir():
+        inside = sorted(p.name for p in yaml_path.glob("*.yaml")) + sorted(p.name for p in yaml_path.glob("*.yml"))
+        hint = f" (it holds {', '.join(inside[:5])})" if inside else " (it holds no .yaml file)"
+        raise ValueError(f"data yaml {yaml_path} is a folder, not a yaml file: name the data yaml itself{hint}")
     if not yaml_path.is_file():
         raise ValueError(f"data yaml not found: {yaml_path}")
-    raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(yaml_error_line(yaml_path, err)) from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{yaml_path}: not a text file ({err})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{yaml_path}: a data yaml must be a mapping")
     root = _resolve_root(raw.get("path"), yaml_path)
@@ -73,12 +84,18 @@ def load_data_config(path: str | Path) -> DataConfig:
 
 
 def _resolve_root(value: Any, yaml_path: Path) -> Path:
-    """`path` (relative to the yaml's folder); a dataset moved from another machine falls back."""
+    """`path`, relative to the yaml's folder (absent: that folder). One that is not a folder is
+    an error naming it as written: guessing another root would only fail later, about paths the
+    user never wrote."""
     here = yaml_path.parent.resolve()
-    root = here / Path(str(value)).expanduser() if value is not None else here
-    if not root.is_dir():
-        log.warning("%s: 'path' %s does not exist here; using the yaml's folder %s", yaml_path, root, here)
+    if value is None or value == "":
         return here
+    root = here / Path(str(value)).expanduser()
+    if not root.is_dir():
+        problem = "is not a folder" if root.exists() else "does not exist"
+        relative = not Path(str(value)).expanduser().is_absolute()
+        resolved = f" (looked for {root}: relative to the yaml's folder)" if relative else ""
+        raise ValueError(f"{yaml_path}: path: {value} {problem}{resolved}")
     return root.resolve()
 
 
@@ -123,6 +140,9 @@ def _image_files(raw: dict, key: str, root: Path, yaml_path: Path) -> list[Path]
         else:
             problem = "does not exist" if not src.exists() else "is not a folder, .txt list or image"
             raise ValueError(f"{yaml_path}: '{key}' path {problem}: {src}")
+    if not files:
+        raise ValueError(f"{yaml_path}: '{key}' ({', '.join(items)}) holds no images "
+                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
 
 

@@ -28,6 +28,7 @@ from yolo.distributed import (
 from yolo.freeze import freeze_layers
 from yolo.ema import ModelEMA
 from yolo.hyp import Hyperparameters
+from yolo.image_size import require_stride_multiple
 from yolo.loss import DetectionLoss
 from yolo.model import ModelConfig, build_model
 from yolo.optim import NOMINAL_BATCH, Schedule, accumulation_steps, build_optimizer
@@ -39,6 +40,9 @@ from yolo.val import ValResult, inference_copy, validate
 log = logging.getLogger(__name__)
 
 DEFAULT_CFG = "yolov5n"  # the model trained when neither a size nor weights are given
+# Fine-tuning that carries fewer of the model's tensors than this is mostly training from scratch:
+# said in a warning naming the weights' architecture and the one being trained.
+TRANSFER_WARN_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ def train(
     rank 0's result.
     """
     hyp = hyp or Hyperparameters()
+    _check_config(config)
     request = parse_device(config.device)
     rank = current_rank()
     if request.is_multi_gpu and not rank.is_distributed:
@@ -254,16 +259,22 @@ def _set_up(
     rank: RankInfo, device: torch.device,
 ) -> tuple[_Run, Checkpoint | None]:
     """Read the data, build the model (fresh, fine-tuned or resumed), its loaders and optimiser.
-    The resumed checkpoint comes back too: `_restore` puts its state into what was built."""
+    The resumed checkpoint comes back too: `_restore` puts its state into what was built.
+
+    The data yaml and the checkpoints are read before the images are scanned: a wrong path or
+    file is refused before the slow part starts."""
     say = log.info if rank.is_main else _quiet
-    data, train_index, val_index = _read_data(config, dataset_cache, say)
+    warn = log.warning if rank.is_main else _quiet
+    data = load_data_config(config.data)
     resumed = load_checkpoint(resume_from) if resume_from else None
+    pretrained = load_checkpoint(config.weights) if config.weights and resumed is None else None
+    train_index, val_index = _scan_data(config, data, dataset_cache, say)
     if rank.is_main:  # only once the inputs are known to be good
         (Path(config.save_dir) / "weights").mkdir(parents=True, exist_ok=True)
     if resumed is not None:
         model = build_model_from(resumed)  # its anchors, fitted or not, are in the checkpoint
     else:
-        model = _initial_model(config, hyp, train_index, data.nc, say)
+        model = _initial_model(config, hyp, pretrained, train_index, data.nc, say, warn)
     model.to(device)
     say("%s", freeze_layers(model, config.freeze))
     train_set, train_loader, val_loader = _build_loaders(config, hyp, train_index, val_index, rank, dataset_cache)
@@ -283,11 +294,10 @@ def _set_up(
     return run, resumed
 
 
-def _read_data(
-    config: TrainConfig, dataset_cache: DatasetCache | None, say: Callable[..., None],
-) -> tuple[DataConfig, DatasetIndex, DatasetIndex]:
-    """The data yaml and its scanned train / val images; no training images is an error."""
-    data = load_data_config(config.data)
+def _scan_data(
+    config: TrainConfig, data: DataConfig, dataset_cache: DatasetCache | None, say: Callable[..., None],
+) -> tuple[DatasetIndex, DatasetIndex]:
+    """The data yaml's scanned train / val images; no usable training images is an error."""
     scan = dataset_cache.scan if dataset_cache is not None else scan_dataset
     train_index = scan(data.train, data.nc)
     val_index = scan(data.val, data.nc)
@@ -295,7 +305,7 @@ def _read_data(
     say("val: %s", val_index.summary())
     if not len(train_index):
         raise ValueError(f"{config.data}: no usable training images")
-    return data, train_index, val_index
+    return train_index, val_index
 
 
 def _build_loaders(
@@ -479,14 +489,26 @@ def resume(last: str | Path, callbacks: Sequence[EpochCallback] = ()) -> TrainRe
 DEFAULT_ANCHORS_PER_LEVEL = 3
 
 
-def _initial_model(config: TrainConfig, hyp: Hyperparameters, train_index, nc: int,
-                   say: Callable[..., None]) -> torch.nn.Module:
+def _check_config(config: TrainConfig) -> None:
+    """What can be refused before any file is read: a one-line ValueError naming the field."""
+    for name in ("epochs", "batch_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if config.workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {config.workers}")
+    require_stride_multiple(config.img_size)
+    if config.cfg is not None:
+        ModelConfig.for_scale(config.cfg)  # an unknown size names the valid ones
+
+
+def _initial_model(config: TrainConfig, hyp: Hyperparameters, pretrained: Checkpoint | None, train_index,
+                   nc: int, say: Callable[..., None], warn: Callable[..., None]) -> torch.nn.Module:
     """A fresh model of `config.cfg`, or, fine-tuning, of the weights' architecture with their
     tensors (as YOLOv5's train.py: another nc keeps all but the head's output convs).
 
     The anchors to start from are the weights' (AutoAnchor'ed ones included) when the model is
     theirs, else YOLOv5's defaults; AutoAnchor keeps them unless they fit the new data badly."""
-    pretrained = load_checkpoint(config.weights) if config.weights else None
     cfg = config.cfg or (pretrained.model_config["name"] if pretrained is not None else DEFAULT_CFG)
     start = None
     if pretrained is not None and ModelConfig.for_scale(cfg).name == pretrained.model_config["name"]:
@@ -495,8 +517,20 @@ def _initial_model(config: TrainConfig, hyp: Hyperparameters, train_index, nc: i
     fitted = prepare_anchors(train_index, config.img_size, hyp, config.seed, say, start)
     model = build_model(cfg, nc=nc, anchors=fitted if fitted is not None else start)
     if pretrained is not None:
-        _load_matching_weights(model, pretrained, say)
+        matched, total = _load_matching_weights(model, pretrained, say)
+        if matched < TRANSFER_WARN_FRACTION * total:
+            warn("%s", _poor_transfer(config.weights, pretrained, model.config.name, matched, total))
     return model
+
+
+def _poor_transfer(weights: str | None, pretrained: Checkpoint, trained: str, matched: int, total: int) -> str:
+    """One line: which architectures met, how little carried over, and what to do about it."""
+    theirs = pretrained.model_config["name"]
+    if theirs != trained:
+        return (f"weights {weights} are a {theirs} but cfg is {trained}: only {matched}/{total} tensors fit, "
+                f"the rest train from scratch (leave out --cfg to fine-tune the {theirs} itself)")
+    return (f"only {matched}/{total} tensors of weights {weights} fit the {trained} being trained; "
+            "the rest train from scratch")
 
 
 def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
@@ -525,14 +559,16 @@ def prepare_anchors(index, img_size: int, hyp: Hyperparameters, seed: int,
 
 
 def _load_matching_weights(model: torch.nn.Module, checkpoint: Checkpoint,
-                           say: Callable[..., None] = log.info) -> None:
+                           say: Callable[..., None] = log.info) -> tuple[int, int]:
     """Copy every tensor whose name and shape match (a different nc leaves the head untouched).
-    The anchors are not copied: the model was built with the ones to train with."""
+    The anchors are not copied: the model was built with the ones to train with.
+    Returns (tensors copied, tensors of the model)."""
     own = model.state_dict()
     matched = {k: v for k, v in checkpoint.model_state.items()
                if k in own and own[k].shape == v.shape and not k.endswith(".anchors")}
     model.load_state_dict(matched, strict=False)
     say("transferred %d/%d tensors from pretrained weights", len(matched), len(own))
+    return len(matched), len(own)
 
 
 def _quiet(*_args: Any, **_kwargs: Any) -> None:

@@ -137,12 +137,11 @@ def test_bad_yaml_names_the_field(clean: Path, text: str, message: str):
         load_data_config(write_yaml(clean.parent, text))
 
 
-def test_missing_path_falls_back_to_yaml_folder_with_warning(clean: Path, caplog):
+def test_missing_path_is_an_error_naming_it_as_written(clean: Path):
+    """No silent fallback to the yaml's folder: that only fails later, about paths never written."""
     path = write_yaml(clean.parent, "path: ../datasets/elsewhere\ntrain: images/train\nval: images/train\nnames: [a]\n")
-    with caplog.at_level(logging.WARNING, logger="yolo.data"):
-        cfg = load_data_config(path)
-    assert cfg.root == clean.parent.resolve() and len(cfg.train) == 4
-    assert "does not exist" in caplog.text
+    with pytest.raises(ValueError, match=r"data\.yaml: path: \.\./datasets/elsewhere does not exist \(looked for "):
+        load_data_config(path)
 
 
 def test_label_path_rule():

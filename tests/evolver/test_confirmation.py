@@ -282,7 +282,11 @@ def test_a_worker_dying_under_a_retraining_requeues_it(local_ray, tmp_path):
 def test_a_test_split_that_points_at_nothing_is_refused_before_anything_is_stored(tmp_path, capsys):
     from evolver.cli import main
 
+    import cv2
+    import numpy as np
+
     (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((32, 32, 3), np.uint8))  # only test is wrong
     data = tmp_path / "data.yaml"
     data.write_text(yaml.safe_dump({"train": "images", "val": "images", "test": "../test/images", "names": ["x"]}))
     spec = tmp_path / "c.yaml"

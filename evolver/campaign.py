@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
+from yolo.yaml_errors import yaml_error_line
 from yolo.synthetic import BUILTIN_DATASETS
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ class CampaignSpec(BaseModel):
             try:
                 base = Hyperparameters.from_yaml(path)
             except yaml.YAMLError as err:
-                raise ValueError(f"hyp_file: {yaml_error_text(path, err)}") from None
+                raise ValueError(f"hyp_file: {yaml_error_line(path, err)}") from None
             except (ValueError, OSError) as err:
                 raise ValueError(f"hyp_file: {err}") from None
         return base.replace(**self.hyp).to_dict()
@@ -310,7 +311,7 @@ class CampaignSpec(BaseModel):
         try:
             config = load_data_config(self.data)
         except yaml.YAMLError as err:
-            raise ValueError(f"data: {yaml_error_text(Path(self.data), err)}") from None
+            raise ValueError(f"data: {yaml_error_line(Path(self.data), err)}") from None
         except (ValueError, OSError) as err:
             raise ValueError(f"data: {err}") from None
         if self.confirm.enabled and self.confirm.split is not None:
@@ -350,7 +351,7 @@ class CampaignSpec(BaseModel):
         try:
             row = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as err:
-            raise ValueError(yaml_error_text(path, err)) from None
+            raise ValueError(yaml_error_line(path, err)) from None
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"campaign yaml {path}: cannot be read: {err}") from None
         if row is None:
@@ -360,18 +361,6 @@ class CampaignSpec(BaseModel):
             raise ValueError(f"campaign yaml {path}: a campaign yaml is a mapping of fields (name: value), "
                              f"got a {type(row).__name__}")
         return cls.model_validate(row).resolved(path.resolve().parent)
-
-
-def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
-    """A YAML syntax error in one line: the file, the line and column (1-based), what is wrong."""
-    mark = getattr(err, "context_mark", None) or getattr(err, "problem_mark", None)
-    if mark is None:
-        return f"{path}: not valid YAML: {' '.join(str(err).split())}"
-    what = ", ".join(str(part) for part in (getattr(err, "context", None), getattr(err, "problem", None)) if part)
-    problem_mark = getattr(err, "problem_mark", None)
-    if problem_mark is not None and (problem_mark.line, problem_mark.column) != (mark.line, mark.column):
-        what += f" (at line {problem_mark.line + 1}, column {problem_mark.column + 1})"
-    return f"{path}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}"
 
 
 def format_validation_error(err: ValidationError) -> str:

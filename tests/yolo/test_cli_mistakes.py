@@ -153,7 +153,7 @@ def test_an_empty_images_folder_is_refused_when_the_yaml_is_read(newcomer, tmp_p
 
 def test_a_yaml_syntax_error_is_one_line_with_its_line_number(newcomer, tmp_path):
     yaml_path = write_yaml(tmp_path, "path: .\ntrain: [images\nval: images\n")
-    refused(newcomer("train", "--data", yaml_path), str(yaml_path), "not valid YAML at line")
+    refused(newcomer("train", "--data", yaml_path), str(yaml_path), "not valid YAML", "line 2, column 8")
 
 
 def test_an_unknown_model_size_is_refused_before_the_data_is_scanned(newcomer, tiny_data):

@@ -65,7 +65,8 @@ class EarlyStopping(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rule: Literal["none", "median"] = "none"
+    rule: Literal["none", "median"] = Field("none", description="'median' stops trials below the median; "
+                                            "'none' trains every trial to the end")
     min_epochs: int = Field(2, ge=1, description="never prune before this many epochs")
     min_trials: int = Field(3, ge=1, description="completed trials needed before pruning starts")
 
@@ -78,7 +79,8 @@ class ConfirmSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="run the stage after the search (false: the answer is the search's "
+                          "raw best trial)")
     top_k: int = Field(3, ge=1, le=50, description="distinct best search candidates retrained (the base comes too)")
     seeds: int = Field(2, ge=1, le=50, description="fresh training seeds per candidate")
     split: Literal["test", "val", "train"] | None = Field(
@@ -116,11 +118,11 @@ class CampaignSpec(BaseModel):
     freeze: tuple[int, ...] = Field(
         (), description="layers frozen in every trial: a count N = the first N layers (10 = the backbone, "
         "layers 0-9, as YOLOv5's --freeze 10) or a list of layer indices, e.g. [0, 1, 2]")
-    epochs: int = Field(10, ge=1, le=10_000)
-    img_size: int = Field(640, ge=32, le=8192)
-    batch_size: int = Field(16, ge=1, le=4096)
+    epochs: int = Field(10, ge=1, le=10_000, description="training epochs of each search trial")
+    img_size: int = Field(640, ge=32, le=8192, description="train and val image size in pixels, a multiple of 32")
+    batch_size: int = Field(16, ge=1, le=4096, description="images per training batch")
     # The search.
-    generations: int = Field(10, ge=1, le=100_000)
+    generations: int = Field(10, ge=1, le=100_000, description="search trials = generations x population")
     population: int = Field(1, ge=1, le=10_000, description="trials per generation (1 = YOLOv5's loop)")
     sync: bool = Field(False, description="wait for each generation before breeding the next")
     seed: int = Field(0, ge=0, description="makes the sequence of children repeat")
@@ -128,19 +130,23 @@ class CampaignSpec(BaseModel):
         "ga", description="what breeds the trials: YOLOv5's GA, random search within the limits, or "
         "Optuna's TPE / CMA-ES (pip install 'evolver[optuna]'); top_n, parent_selection, "
         "mutation_probability and sigma are the GA's")
-    parent_selection: Literal["single", "weighted"] = "single"
+    parent_selection: Literal["single", "weighted"] = Field(
+        "single", description="GA: one parent drawn by fitness weight (YOLOv5's 'single'), or a fitness-weighted "
+        "mean of the top_n ('weighted')")
     top_n: int = Field(5, ge=1, description="parents come from the best n finished trials")
     parents_per_worker: float = Field(
         0.0, ge=0.0, le=100.0, description="GA: parents come from the best max(top_n, ceil(this x workers)) "
         "finished trials, a pool that grows with the cluster; 0 = YOLOv5's fixed top_n")
-    mutation_probability: float = Field(0.9, gt=0.0, le=1.0)
+    mutation_probability: float = Field(0.9, gt=0.0, le=1.0, description="GA: chance that each gene mutates")
     sigma: float = Field(0.2, gt=0.0, le=10.0, description="mutation scale (variance sigma^2)")
-    fitness_weights: tuple[float, float, float, float] = DEFAULT_FITNESS_WEIGHTS
+    fitness_weights: tuple[float, float, float, float] = Field(
+        DEFAULT_FITNESS_WEIGHTS, description="weights of precision, recall, mAP@0.5 and mAP@0.5:0.95 in a trial's "
+        "fitness (YOLOv5's)")
     hyp: dict[str, float] = Field(default_factory=dict, description="base hyperparameters, over YOLOv5's defaults")
     hyp_file: str | None = Field(None, description="a YOLOv5 hyp yaml as the base (hyp overrides it)")
     search_space: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per hyperparameter: gain / lower / upper overrides")
-    early_stopping: EarlyStopping = EarlyStopping()
+    early_stopping: EarlyStopping = Field(EarlyStopping(), description="median stopping of weak search trials")
     trial_seeds: Literal["shared", "per-trial"] = Field(
         "per-trial", description="training seed of the search trials: 'shared' = every trial trains with the "
         "same seed (YOLOv5's --evolve: trials differ by their hyperparameters, not their luck), 'per-trial' = "

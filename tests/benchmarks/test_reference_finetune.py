@@ -85,3 +85,53 @@ def test_the_report_gives_each_side_mean_and_se_and_the_difference_in_se(capsys)
     assert f"+0.0600 test fitness = {0.06 / math.hypot(se_ours, se_theirs):+.1f} SE" in out
     assert "wall time ours / YOLOv5 0.50" in out
     assert "gave up on 3 val batches" in out
+
+
+def _yolov5_lrs(epochs: int, batches: int, warmup: int, lr0: float, lrf: float) -> list[float]:
+    """The weights' learning rate at every iteration as YOLOv5 7.0's train.py sets it: warmup by
+    hand towards lr0 * lf(epoch), then torch's LambdaLR, whose `last_epoch` it resets after the
+    constructor has stepped."""
+    import numpy as np
+    import torch
+
+    lf = lambda x: (1 - x / epochs) * (1.0 - lrf) + lrf  # noqa: E731 (YOLOv5's spelling)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr0, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
+    scheduler.last_epoch = -1
+    lrs = []
+    for epoch in range(epochs):
+        for i in range(batches):
+            ni = i + batches * epoch
+            if ni <= warmup:
+                optimizer.param_groups[0]["lr"] = float(np.interp(ni, [0, warmup], [0.0, lr0 * lf(epoch)]))
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_the_late_schedule_sets_yolov5s_learning_rates(monkeypatch):
+    import torch
+
+    from benchmarks.reference_late_lr import yolov5_late_schedule
+    from yolo import optim
+    from yolo.hyp import Hyperparameters
+
+    monkeypatch.setattr(optim.Schedule, "apply", optim.Schedule.apply)  # undone after the test
+    hyp = Hyperparameters()
+    epochs, batches = 5, 28  # vehicles-openimages' 439 images in batches of 16: warmup ends in epoch 4
+    expected = _yolov5_lrs(epochs, batches, 100, hyp.lr0, hyp.lrf)
+    optimizer = optim.build_optimizer(torch.nn.Conv2d(3, 8, 3), hyp, 16)
+    schedule = optim.Schedule(hyp, epochs, batches)
+
+    def ours() -> list[float]:
+        lrs = []
+        for step in range(epochs * batches):
+            schedule.apply(optimizer, step // batches, step)
+            lrs.append(optimizer.param_groups[optim.DECAY_GROUP]["lr"])
+        return lrs
+
+    plain = ours()
+    assert plain[-1] == pytest.approx(hyp.lr0 * 0.208) and expected[-1] == pytest.approx(hyp.lr0 * 0.406)
+    yolov5_late_schedule()
+    assert ours() == pytest.approx(expected)

@@ -155,7 +155,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._archive = archive
 
     def find_class(self, module: str, name: str) -> Any:
-        qualname = f"{module}.{name}"
+        # The `yolov5` pip package (`pip install yolov5`) saves YOLOv5's own classes under its
+        # package name: `yolov5.models.yolo.DetectionModel` is `models.yolo.DetectionModel`.
+        qualname = f"{module}.{name}".removeprefix("yolov5.")
         if qualname in _RECORD_CLASSES:
             return _RECORD_CLASSES[qualname]
         if qualname in STORAGE_DTYPES:

@@ -225,3 +225,20 @@ def test_fine_tune_of_a_yolov5_checkpoint_on_three_classes(three_class_data, tmp
     assert tuned.model_state["model.24.m.0.weight"].shape[0] == 3 * (3 + 5)  # new output convs
     for name in ("model.0.conv.weight", "model.9.cv2.conv.weight", "model.23.cv3.conv.weight"):
         torch.testing.assert_close(tuned.model_state[name], source.model_state[name], rtol=0, atol=1e-6)  # frozen: kept
+
+
+def test_a_checkpoint_of_the_yolov5_pip_package_loads_like_the_repository_one(tmp_path):
+    """`pip install yolov5` saves YOLOv5's classes under its package name (`yolov5.models.yolo.
+    DetectionModel`); the same file with those names must load to the same tensors."""
+    source = FIXTURES / "yolov5n-coco128-best.pt"
+    renamed = tmp_path / "pip-package.pt"
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(renamed, "w", zipfile.ZIP_STORED) as copy:
+        for info in original.infolist():
+            data = original.read(info)
+            if info.filename.endswith("data.pkl"):
+                data = data.replace(b"cmodels.", b"cyolov5.models.")
+                assert b"cyolov5.models.yolo\n" in data  # pickle protocol 2 names classes with GLOBAL
+            copy.writestr(info.filename, data)
+    ours, theirs = load_checkpoint(source), load_checkpoint(renamed)
+    assert ours.model_state.keys() == theirs.model_state.keys() and ours.names == theirs.names
+    assert all(torch.equal(ours.model_state[k], theirs.model_state[k]) for k in ours.model_state)

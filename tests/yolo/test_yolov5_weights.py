@@ -153,15 +153,17 @@ def test_pre_v6_focus_checkpoints_are_refused_with_the_reason(tmp_path, monkeypa
         load_checkpoint(path)
 
 
-def test_a_storage_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path):
-    source = FIXTURES / "yolov5n-coco128-best.pt"
-    path = tmp_path / "short-storage.pt"
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
+def rewritten_copy(source: Path, target: Path, change) -> Path:
+    """`source`'s zip records written to `target` through `change(name, data) -> data`."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
         for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename.endswith("/data/0"):
-                data = data[: len(data) // 2]
-            zout.writestr(info.filename, data)
+            zout.writestr(info.filename, change(info.filename, zin.read(info)))
+    return target
+
+
+def test_a_storage_claiming_more_bytes_than_the_file_holds_is_refused(tmp_path):
+    path = rewritten_copy(FIXTURES / "yolov5n-coco128-best.pt", tmp_path / "short-storage.pt",
+                          lambda name, data: data[: len(data) // 2] if name.endswith("/data/0") else data)
     with pytest.raises(UnsafeCheckpointError, match=r"storage '0' claims \d+ bytes but the file holds \d+"):
         load_checkpoint(path)
 
@@ -231,14 +233,14 @@ def test_a_checkpoint_of_the_yolov5_pip_package_loads_like_the_repository_one(tm
     """`pip install yolov5` saves YOLOv5's classes under its package name (`yolov5.models.yolo.
     DetectionModel`); the same file with those names must load to the same tensors."""
     source = FIXTURES / "yolov5n-coco128-best.pt"
-    renamed = tmp_path / "pip-package.pt"
-    with zipfile.ZipFile(source) as original, zipfile.ZipFile(renamed, "w", zipfile.ZIP_STORED) as copy:
-        for info in original.infolist():
-            data = original.read(info)
-            if info.filename.endswith("data.pkl"):
-                data = data.replace(b"cmodels.", b"cyolov5.models.")
-                assert b"cyolov5.models.yolo\n" in data  # pickle protocol 2 names classes with GLOBAL
-            copy.writestr(info.filename, data)
+
+    def package_names(name: str, data: bytes) -> bytes:
+        if not name.endswith("data.pkl"):
+            return data
+        assert b"cmodels.yolo\n" in data  # pickle protocol 2 names classes with GLOBAL: module newline name
+        return data.replace(b"cmodels.", b"cyolov5.models.")
+
+    renamed = rewritten_copy(source, tmp_path / "pip-package.pt", package_names)
     ours, theirs = load_checkpoint(source), load_checkpoint(renamed)
     assert ours.model_state.keys() == theirs.model_state.keys() and ours.names == theirs.names
     assert all(torch.equal(ours.model_state[k], theirs.model_state[k]) for k in ours.model_state)

@@ -239,12 +239,13 @@ def _db_flag(args: argparse.Namespace) -> str:
 def show_status(args: argparse.Namespace) -> int:
     from evolver.campaign import CampaignSpec
     from evolver.confirmation import campaign_report
+    from evolver.store.unavailable import masked_url
 
     with _open_store(args) as store:
         if args.campaign is None:
             campaigns = store.campaigns()
             if not campaigns:
-                print(f"no campaigns in {store.engine.url.render_as_string(hide_password=True)} yet; "
+                print(f"no campaigns in {masked_url(_store_url(args))} yet; "
                       "`evolver run campaign.yaml` starts one")
                 return 0
             print(f"{'id':>4} {'name':<24} {'status':<10} {'trials':>11} {'raw best':>9}  confirmation")

@@ -192,6 +192,10 @@ def validate_spec(document: Any, loc: list[str], hyp: Any, settings: ApiSettings
         spec.base_hyp()
     except (ValueError, OSError) as err:
         raise reject(problem([*loc, "hyp_file" if spec.hyp_file else "hyp"], str(err))) from None
+    try:
+        spec.starting_population()
+    except ValueError as err:
+        raise reject(problem([*loc, "start_population"], str(err))) from None
     if names_a_file("weights", spec.weights):
         _check_weights(spec.weights, [*loc, "weights"])
     return spec

@@ -50,6 +50,10 @@ CONFIGS = {c.name: c for c in (
     SearchConfig("random", 2, {"population": 2, "searcher": "random"}),
     SearchConfig("tpe", 2, {"population": 2, "searcher": "tpe"}),
     SearchConfig("cmaes", 2, {"population": 2, "searcher": "cmaes"}),
+    # YOLOv5 master's population GA with its defaults (augmentation genes only), its population
+    # and generations scaled to the budget (~30 trials) so that its schedules run their course.
+    SearchConfig("population-ga", 2, {"searcher": "yolov5-population", "population": 6, "generations": 5}),
+    SearchConfig("blx", 2, {"population": 2, "searcher": "blx"}),  # Ultralytics' tuner
 )}
 
 
@@ -77,6 +81,10 @@ EXPERIMENTS = {e.name: e for e in (
     Experiment("stopping-10", ("classic", "async-ga", "async-ga-median"),
                LEDGER.with_name("stopping10_ledger.jsonl"), LEDGER.with_name("stopping10_efficiency.png"),
                trial={"epochs": 10}, budget=900.0),
+    # The evolution today's YOLO users run (YOLOv5 master's population GA, Ultralytics' BLX tuner)
+    # beside the classic loop and the async GA, rerun the same day (2026-12-07).
+    Experiment("searchers", ("classic", "async-ga", "population-ga", "blx"),
+               LEDGER.with_name("searchers_ledger.jsonl"), LEDGER.with_name("searchers_efficiency.png")),
 )}
 
 
@@ -86,7 +94,8 @@ def demo_spec(trial: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def campaign_spec(config: SearchConfig, seed: int, trial: dict[str, Any] | None = None) -> CampaignSpec:
-    row = {**demo_spec(trial), **config.spec, "name": f"{config.name}-s{seed}", "seed": seed, "generations": 10_000,
+    # Generations: enough to outlast the budget, unless the configuration sets them.
+    row = {**demo_spec(trial), "generations": 10_000, **config.spec, "name": f"{config.name}-s{seed}", "seed": seed,
            "cpu_workers": config.workers, "keep_top_k": 1, "exports": [],
            "confirm": False}  # the benchmark's own held-out retrainings judge the winners
     return CampaignSpec.model_validate(row)

@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
+from evolver.blx_search import BLXSettings
+from evolver.population_ga import DEFAULT_POPULATION, PopulationGASettings
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 from yolo.yaml_errors import yaml_error_line
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 MODEL_SIZES = ("yolov5n", "yolov5s", "yolov5m", "yolov5l", "yolov5x")
 SYNTHETIC = "synthetic"
 BUILTIN_DATA = tuple(BUILTIN_DATASETS)  # data names that are generated datasets, not files
-FILE_FIELDS = ("data", "hyp_file", "weights")
+FILE_FIELDS = ("data", "hyp_file", "weights", "start_population")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 LAYERS = 25  # a YOLOv5 detector's layers: 0-23, then Detect (24)
@@ -123,13 +125,17 @@ class CampaignSpec(BaseModel):
     batch_size: int = Field(16, ge=1, le=4096, description="images per training batch")
     # The search.
     generations: int = Field(10, ge=1, le=100_000, description="search trials = generations x population")
-    population: int = Field(1, ge=1, le=10_000, description="trials per generation (1 = YOLOv5's loop)")
+    population: int = Field(1, ge=1, le=10_000, description="trials per generation (1 = YOLOv5's classic loop); "
+                            f"default {DEFAULT_POPULATION} with searcher yolov5-population (YOLOv5 master's)")
     sync: bool = Field(False, description="wait for each generation before breeding the next")
     seed: int = Field(0, ge=0, description="makes the sequence of children repeat")
-    searcher: Literal["ga", "random", "tpe", "cmaes"] = Field(
-        "ga", description="what breeds the trials: YOLOv5's GA, random search within the limits, or "
-        "Optuna's TPE / CMA-ES (pip install 'evolver[optuna]'); top_n, parent_selection, "
-        "mutation_probability and sigma are the GA's")
+    searcher: Literal["ga", "yolov5-population", "blx", "random", "tpe", "cmaes"] = Field(
+        "ga", description="what breeds the trials: YOLOv5's classic GA; YOLOv5 master's population GA "
+        "(yolov5-population: tournament, crossover, elitism; evolves the augmentation genes unless "
+        "search_space widens it; knobs in population_ga); Ultralytics' tuner (blx: BLX-alpha crossover and "
+        "log-normal mutation; knobs in blx); random search within the limits; or Optuna's TPE / CMA-ES "
+        "(pip install 'evolver[optuna]'); top_n, parent_selection, mutation_probability and sigma are the "
+        "classic GA's")
     parent_selection: Literal["single", "weighted"] = Field(
         "single", description="GA: one parent drawn by fitness weight (YOLOv5's 'single'), or a fitness-weighted "
         "mean of the top_n ('weighted')")
@@ -139,6 +145,13 @@ class CampaignSpec(BaseModel):
         "finished trials, a pool that grows with the cluster; 0 = YOLOv5's fixed top_n")
     mutation_probability: float = Field(0.9, gt=0.0, le=1.0, description="GA: chance that each gene mutates")
     sigma: float = Field(0.2, gt=0.0, le=10.0, description="mutation scale (variance sigma^2)")
+    population_ga: PopulationGASettings = Field(PopulationGASettings(), description="searcher yolov5-population: "
+                                                "its schedules (YOLOv5 master's values by default)")
+    start_population: str | None = Field(
+        None, description="searcher yolov5-population: individuals generation 0 trains after the base, in order "
+        "(YOLOv5 master's evolve_population.yaml, as --resume_evolve, or any mapping name -> hyps); the rest of "
+        "generation 0 is drawn uniformly within the limits")
+    blx: BLXSettings = Field(BLXSettings(), description="searcher blx: its knobs (Ultralytics' values by default)")
     fitness_weights: tuple[float, float, float, float] = Field(
         DEFAULT_FITNESS_WEIGHTS, description="weights of precision, recall, mAP@0.5 and mAP@0.5:0.95 in a trial's "
         "fitness (YOLOv5's)")
@@ -166,6 +179,24 @@ class CampaignSpec(BaseModel):
     dry_run_seconds: tuple[float, float] = Field(
         (0.2, 0.8), description="trainer 'sleep' only: each trial sleeps a random [min, max] seconds, spread "
         "over its epochs (set it near your real trials' length to rehearse cancels and resumes)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _population_default(cls, value: Any) -> Any:
+        """The population GA's generations hold YOLOv5 master's 50 trials unless the spec says otherwise."""
+        if isinstance(value, dict) and value.get("searcher") == "yolov5-population" and "population" not in value:
+            return {**value, "population": DEFAULT_POPULATION}
+        return value
+
+    @model_validator(mode="after")
+    def _population_searcher_fields(self) -> "CampaignSpec":
+        if self.searcher == "yolov5-population" and self.population < 2:
+            raise ValueError(f"population: the population GA needs at least 2 trials per generation, "
+                             f"got {self.population}")
+        if self.start_population and self.searcher != "yolov5-population":
+            raise ValueError("start_population: only searcher yolov5-population trains a starting population "
+                             "(to seed the parents of another searcher, import an evolve.csv)")
+        return self
 
     @field_validator("dry_run_seconds")
     @classmethod
@@ -274,6 +305,16 @@ class CampaignSpec(BaseModel):
             from evolver.optuna_search import OptunaSearcher
 
             return OptunaSearcher(space, base, self.seed, self.searcher)
+        if self.searcher == "yolov5-population":
+            from evolver.population_ga import PopulationSearcher
+
+            return PopulationSearcher(space, base, self.seed, population=self.population,
+                                      generations=self.generations, settings=self.population_ga,
+                                      start_population=self.starting_population())
+        if self.searcher == "blx":
+            from evolver.blx_search import BLXSearcher
+
+            return BLXSearcher(space, base, self.seed, self.blx)
         from evolver.searcher import GeneticSearcher
 
         return GeneticSearcher(space, base, self.seed, parent_selection=self.parent_selection, top_n=self.top_n,
@@ -281,7 +322,21 @@ class CampaignSpec(BaseModel):
                                parents_per_worker=self.parents_per_worker)
 
     def space(self) -> SearchSpace:
-        return SearchSpace.default().with_overrides(self.search_space)
+        """The searcher's default space (the population GA's: augmentation genes only), then the
+        campaign's overrides."""
+        default = SearchSpace.augmentation_only() if self.searcher == "yolov5-population" else SearchSpace.default()
+        return default.with_overrides(self.search_space)
+
+    def starting_population(self, base_dir: Path | None = None) -> list[dict[str, float]]:
+        """The individuals of `start_population` (none without it); ValueError naming the field."""
+        if not self.start_population:
+            return []
+        from evolver.population_file import read_population
+
+        try:
+            return read_population(self._resolve(self.start_population, base_dir))
+        except ValueError as err:
+            raise ValueError(f"start_population: {err}") from None
 
     def base_hyp(self, base_dir: Path | None = None) -> dict[str, float]:
         """YOLOv5's defaults, then `hyp_file`, then `hyp`; unknown keys in the file are an error."""

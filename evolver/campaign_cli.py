@@ -146,6 +146,7 @@ def _checked_spec(spec_path: str) -> CampaignSpec:
         spec.check_files()
         spec.check_data()  # a split that points at nothing fails now, not in every trial
         spec.base_hyp()  # a bad hyp_file fails now, before anything is stored
+        spec.starting_population()  # so does a bad start_population
     except (ValueError, OSError) as err:
         raise ValueError(f"{spec_path}: {err}") from None
     return spec

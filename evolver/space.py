@@ -50,6 +50,10 @@ _DEFAULT_TABLE: tuple[tuple[str, float, float, float], ...] = (
 )
 
 _OVERRIDABLE_FIELDS = ("gain", "lower", "upper")
+# The genes YOLOv5 master's population GA evolves by default (its metadata marks them True): the
+# augmentation ones, hsv_h .. copy_paste, perspective and fliplr included.
+AUGMENTATION_GENES = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+                      "fliplr", "mosaic", "mixup", "copy_paste")
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,14 @@ class SearchSpace:
     @classmethod
     def default(cls) -> SearchSpace:
         return cls(tuple(Gene(name, gain, lower, upper) for name, gain, lower, upper in _DEFAULT_TABLE))
+
+    @classmethod
+    def augmentation_only(cls) -> SearchSpace:
+        """YOLOv5 master's population GA's default: the augmentation genes evolve (gain 1, the
+        table's limits), learning rate, loss gains and the rest are fixed (gain 0). A campaign
+        widens it with `search_space: {lr0: {gain: 1}}`."""
+        return cls(tuple(Gene(name, 1.0 if name in AUGMENTATION_GENES else 0.0, lower, upper)
+                         for name, _, lower, upper in _DEFAULT_TABLE))
 
     def with_overrides(self, overrides: Mapping[str, Mapping[str, float]]) -> SearchSpace:
         """A copy with some fields of some genes replaced; every mistake names the key at fault."""

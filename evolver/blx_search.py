@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evolver.ga import apply_limits
 from evolver.scored_trials import ScoredTrials
-from evolver.searcher import Observation, Suggestion, training_seed
+from evolver.searcher import Observation, Suggestion, trial_generator
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -109,10 +109,7 @@ class BLXSearcher:
         """Breeds from whatever has scored, however many run at once."""
 
     def suggest(self, number: int) -> Suggestion:
-        if number < 0:
-            raise ValueError(f"trial numbers start at 0, got {number}")
-        rng = np.random.default_rng([self._seed, number])
-        seed = training_seed(rng)
+        rng, seed = trial_generator(self._seed, number)
         if number == 0:
             return Suggestion(dict(self._base), (), seed)
         settings = self._settings

@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from evolver.searcher import Observation, Suggestion, training_seed
+from evolver.searcher import Observation, Suggestion, trial_generator
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -133,9 +133,7 @@ class OptunaSearcher:
         return reasons
 
     def suggest(self, number: int) -> Suggestion:
-        if number < 0:
-            raise ValueError(f"trial numbers start at 0, got {number}")
-        seed = training_seed(np.random.default_rng([self._seed, number]))
+        _, seed = trial_generator(self._seed, number)
         if number == 0:  # the base, told like any other trial when it lies inside the space
             outside = self._outside_space(self._base)
             if outside:

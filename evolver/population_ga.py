@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evolver.scored_trials import ScoredTrials
-from evolver.searcher import Observation, Suggestion, training_seed
+from evolver.searcher import Observation, Suggestion, trial_generator
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -157,10 +157,7 @@ class PopulationSearcher:
         """The window is the population, whatever the number of workers."""
 
     def suggest(self, number: int) -> Suggestion:
-        if number < 0:
-            raise ValueError(f"trial numbers start at 0, got {number}")
-        rng = np.random.default_rng([self._seed, number])
-        seed = training_seed(rng)
+        rng, seed = trial_generator(self._seed, number)
         if number == 0:
             return Suggestion(dict(self._base), (), seed)
         generation = number // self._population

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from evolver.searcher import Observation, Suggestion, training_seed
+from evolver.searcher import Observation, Suggestion, trial_generator
 from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -33,8 +33,7 @@ class RandomSearcher:
         """Draws do not depend on how many run at once."""
 
     def suggest(self, number: int) -> Suggestion:
-        rng = np.random.default_rng([self._seed, number])
-        seed = training_seed(rng)
+        rng, seed = trial_generator(self._seed, number)
         if number == 0:
             return Suggestion(dict(self._base), (), seed)
         hyp = dict(self._base)

@@ -35,6 +35,15 @@ def training_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, _TRAINING_SEED_LIMIT))
 
 
+def trial_generator(campaign_seed: int, number: int) -> tuple[np.random.Generator, int]:
+    """Trial `number`'s own generator, `default_rng([campaign_seed, number])`, and its training
+    seed (drawn first): what every searcher breeds trial `number` from."""
+    if number < 0:
+        raise ValueError(f"trial numbers start at 0, got {number}")
+    rng = np.random.default_rng([campaign_seed, number])
+    return rng, training_seed(rng)
+
+
 @dataclass(frozen=True)
 class Suggestion:
     hyp: dict[str, float]
@@ -147,10 +156,7 @@ class GeneticSearcher:
             self._top = self._best_numbers({n: self._observed[n] for n in (*self._top, observation.number)})
 
     def suggest(self, number: int) -> Suggestion:
-        if number < 0:
-            raise ValueError(f"trial numbers start at 0, got {number}")
-        rng = np.random.default_rng([self._seed, number])
-        seed = training_seed(rng)
+        rng, seed = trial_generator(self._seed, number)
         if number == 0:
             return Suggestion(dict(self._base), (), seed)
         if self._observed:

@@ -17,7 +17,7 @@ from evolver.searcher import Observation
 pytest.importorskip("optuna")
 
 FIXED_ANCHORS = {"anchors": {"gain": 0}}
-SEARCHERS = ("random", "tpe", "cmaes")
+SEARCHERS = ("random", "tpe", "cmaes", "yolov5-population", "blx")
 
 
 def _searcher(kind: str, seed: int = 0, **fields):

@@ -31,6 +31,7 @@ from benchmarks.search_campaigns import LEDGER, campaign_spec, SearchConfig
 from benchmarks.search_surrogate import FitnessSurrogate
 from evolver.breeding import Breeding
 from evolver.searcher import Observation
+from evolver.space import AUGMENTATION_GENES, SearchSpace
 from evolver.tally import CampaignTally
 
 REFERENCE_TRIALS = 300  # YOLOv5's --evolve 300
@@ -50,6 +51,16 @@ SEARCHES = {s.name: s for s in (
     SimulatedSearch("random", {"searcher": "random"}),
     SimulatedSearch("tpe", {"searcher": "tpe"}),
     SimulatedSearch("cmaes", {"searcher": "cmaes"}),
+    # YOLOv5 master's defaults: generations of 50, 6 of them in the 300 trials F is measured at.
+    SimulatedSearch("yolov5-population", {"searcher": "yolov5-population", "population": 50, "generations": 6}),
+    # The same, widened to every gene the classic GA evolves (with the classic table's gains): is it
+    # the operators or the narrower space?
+    SimulatedSearch("yolov5-population-all", {"searcher": "yolov5-population", "population": 50, "generations": 6,
+                                              "search_space": {**{g.name: {"gain": g.gain} for g in
+                                                                  SearchSpace.default().genes
+                                                                  if g.name not in AUGMENTATION_GENES},
+                                                               "anchors": {"gain": 0}}}),
+    SimulatedSearch("blx", {"searcher": "blx"}),  # Ultralytics' tuner
 )}
 
 
@@ -72,7 +83,8 @@ def simulate(search: SimulatedSearch, workers: int, seed: int, trials: int, surr
              minutes: float, spread: float, stop_at: float = math.inf) -> Run:
     """One campaign of up to `trials` trials; it ends early once a completed trial scores
     `stop_at` or more (nothing later can change when it first got there)."""
-    spec = campaign_spec(SearchConfig(search.name, workers, {**search.spec, "population": workers}), seed)
+    # A generation is as many trials as there are workers, unless the searcher sets its own.
+    spec = campaign_spec(SearchConfig(search.name, workers, {"population": workers, **search.spec}), seed)
     breeding = Breeding(spec.build_searcher(), CampaignTally(workers, trials), sync=False)
     breeding.workers_changed(workers)
     rng = np.random.default_rng([seed, workers, 7])

@@ -144,7 +144,7 @@ def test_downloads_are_the_run_folder_files(finished):
     assert yaml.safe_load(response.text) == pytest.approx(hyp)  # the confirmed winner, not the raw best
     assert f"winner: {winner['winner']}" in response.text
     rows = list(csv.reader(io.StringIO(client.get(f"/campaigns/{cid}/evolve.csv").text)))
-    assert rows[0][:2] == ["metrics/precision", "metrics/recall"] and len(rows) == 7
+    assert [name.strip() for name in rows[0][:2]] == ["metrics/precision", "metrics/recall"] and len(rows) == 7
     assert client.get(f"/campaigns/{cid}/artefacts/nothing.pt").status_code == 404
 
 

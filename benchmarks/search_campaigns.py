@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from evolver.campaign import CampaignSpec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,7 +177,7 @@ def run_all(experiment: Experiment, configs: list[str], seeds: list[int], budget
     import subprocess
     import sys
 
-    done = {(r["config"], r["seed"]) for r in read_ledger(experiment.ledger) if r["kind"] == "trial"}
+    done = set(read_ledger(experiment.ledger, "trial", ["config", "seed"]).itertuples(index=False, name=None))
     queue = [(CONFIGS[c], s) for s in seeds for c in configs if (c, s) not in done]
     running: list[tuple[subprocess.Popen, int]] = []
     while queue or running:
@@ -193,10 +195,17 @@ def run_all(experiment: Experiment, configs: list[str], seeds: list[int], budget
         time.sleep(2)
 
 
-def read_ledger(ledger: Path) -> list[dict]:
-    if not ledger.exists():
-        return []
-    return [json.loads(line) for line in ledger.read_text(encoding="utf-8").splitlines() if line.strip()]
+def read_ledger(ledger: Path, kind: str, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the ledger's rows of one kind ("trial", "holdout"), one per JSON line, in the
+    ledger's order; a field a row lacks is missing (NaN); no rows where the ledger does not exist
+    yet. Floats are read exactly: pandas' default JSON reader rounds the last digit of some."""
+    try:
+        rows = pd.read_json(ledger, lines=True, precise_float=True) if ledger.exists() else pd.DataFrame()
+    except ValueError as error:
+        raise ValueError(f"{ledger}: not a JSON-lines ledger ({error})") from None
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    return rows.loc[rows["kind"] == kind].reindex(columns=columns)
 
 
 def main() -> None:

@@ -58,19 +58,19 @@ def retrain(job: dict) -> dict:
 def holdout_jobs(experiment: Experiment, folder: Path, winner_seeds: int, base_seeds: int) -> list[dict]:
     from evolver.campaign import CampaignSpec
 
-    rows = read_ledger(experiment.ledger)
-    done = {(r["role"], r["config"], r["seed"], r["training_seed"]) for r in rows if r["kind"] == "holdout"}
+    trials = read_ledger(experiment.ledger, "trial", ["config", "seed", "number", "status", "fitness", "hyp"])
+    retrained = read_ledger(experiment.ledger, "holdout", ["role", "config", "seed", "training_seed"])
+    done = set(retrained.itertuples(index=False, name=None))
     data = str(holdout_data(folder))
     jobs = []
-    campaigns = sorted({(r["config"], r["seed"]) for r in rows if r["kind"] == "trial"})
-    for config, seed in campaigns:
-        completed = [r for r in rows if r["kind"] == "trial" and (r["config"], r["seed"]) == (config, seed)
-                     and r["status"] == "completed" and r["fitness"] is not None]
-        winner = max(completed, key=lambda r: (r["fitness"], -r["number"]))
+    completed = trials[(trials["status"] == "completed") & trials["fitness"].notna()]
+    for (config, seed), campaign in completed.groupby(["config", "seed"]):
+        # The campaign's best completed trial, the earliest of equals; numbers as JSON writes them.
+        winner = campaign.sort_values(["fitness", "number"], ascending=[False, True]).iloc[0]
         for k in range(winner_seeds):
-            jobs.append({"role": "winner", "config": config, "seed": seed, "trial": winner["number"],
-                         "trial_fitness": winner["fitness"], "hyp": winner["hyp"],
-                         "training_seed": FRESH_SEED_BASE + 1000 * seed + k})
+            jobs.append({"role": "winner", "config": config, "seed": int(seed), "trial": int(winner["number"]),
+                         "trial_fitness": float(winner["fitness"]), "hyp": winner["hyp"],
+                         "training_seed": FRESH_SEED_BASE + 1000 * int(seed) + k})
     base = CampaignSpec.from_yaml(DEMO_SPEC).base_hyp()
     for k in range(base_seeds):
         jobs.append({"role": "base", "config": "base", "seed": k, "trial": None, "trial_fitness": None,

@@ -21,15 +21,16 @@ what the search would then have found.
 from __future__ import annotations
 
 import argparse
-import statistics
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.search_campaigns import CONFIGS, LEDGER
-from benchmarks.search_report import campaigns
+from benchmarks.search_report import CAMPAIGN, ledger_trials
 from evolver.campaign import EarlyStopping
 
 RULES = ((0.5, 2), (0.5, 1), (0.25, 2), (0.25, 1))  # (percentile as a fraction, min_epochs); 0.5 = median
@@ -43,20 +44,17 @@ class Replay:
     best_stopped: bool  # the campaign's best trial would have been stopped
 
 
-def stop_costs(grouped: dict[str, dict[int, list[dict]]]) -> dict[int, float]:
+def stop_costs(trials: pd.DataFrame) -> dict[int, float]:
     """epoch index e -> wall time of a trial stopped after epoch e, as a share of a completed one's
     (medians over the campaigns that pruned, each pruned trial against its own campaign).
-    `grouped`: config -> seed -> trials, as `search_report.campaigns` reads them."""
-    shares: dict[int, list[float]] = defaultdict(list)
-    for trials in (ts for seeds in grouped.values() for ts in seeds.values()):
-        full = [t["end_s"] - t["start_s"] for t in trials if t["status"] == "completed"]
-        if not full:
-            continue
-        typical = statistics.median(full)
-        for t in trials:
-            if t["status"] == "pruned" and t["epochs"]:
-                shares[len(t["epochs"]) - 1].append((t["end_s"] - t["start_s"]) / typical)
-    return {epoch: statistics.median(values) for epoch, values in shares.items()}
+    `trials`: ledger rows of one or more campaigns, as `search_report.ledger_trials` reads them."""
+    duration = trials["end_s"] - trials["start_s"]
+    typical = duration.where(trials["status"] == "completed").groupby(
+        [trials[column] for column in CAMPAIGN]).transform("median")
+    stopped_after = trials["epochs"].map(len) - 1
+    pruned = (trials["status"] == "pruned") & (stopped_after >= 0)
+    shares = (duration / typical)[pruned].dropna()  # a campaign without a completed trial has no typical one
+    return {int(epoch): float(share) for epoch, share in shares.groupby(stopped_after[pruned]).median().items()}
 
 
 def cost_at(costs: dict[int, float], epoch: int, last: int) -> float:
@@ -71,7 +69,7 @@ def cost_at(costs: dict[int, float], epoch: int, last: int) -> float:
     return start_cost + (end_cost - start_cost) * (epoch - start_epoch) / (end_epoch - start_epoch)
 
 
-def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[int, float],
+def replay(trials: pd.DataFrame, percentile: float, min_epochs: int, costs: dict[int, float],
            min_trials: int = MIN_TRIALS, stopped_count: bool = False) -> Replay:
     """One unpruned campaign's completed trials under a stopping rule (see the module's text).
 
@@ -79,54 +77,50 @@ def replay(trials: list[dict], percentile: float, min_epochs: int, costs: dict[i
     the `percentile` of the reference's epoch-e fitness: the trials that finished under the rule
     and had reached e by then - the rule `evolver.pruning.MedianPruner` applies with percentile
     0.5 - or, with `stopped_count`, every trial that had reached e, stopped ones included."""
-    done = sorted((t for t in trials if t["status"] == "completed"), key=lambda t: t["start_s"])
+    done = trials[trials["status"] == "completed"].sort_values("start_s", kind="stable")
     reference: dict[int, list[tuple[float, float]]] = defaultdict(list)  # epoch -> (time reached, fitness)
     stopped, saved, best_stopped = 0, 0.0, False
-    best = max(done, key=lambda t: t["fitness"]) if done else None
-    for trial in done:
-        duration = trial["end_s"] - trial["start_s"]
-        last = len(trial["epochs"]) - 1
+    best = done["fitness"].idxmax() if len(done) else None
+    for trial in done.itertuples():
+        duration = trial.end_s - trial.start_s
+        last = len(trial.epochs) - 1
         share = {e: cost_at(costs, e, last) for e in range(last + 1)}
-        reached_at = {e: trial["start_s"] + share[e] * duration for e in range(last + 1)}
+        reached_at = {e: trial.start_s + share[e] * duration for e in range(last + 1)}
         stopped_at = None
         for epoch in range(min_epochs - 1, last):
             known = [value for when, value in reference[epoch] if when <= reached_at[epoch]]
-            if len(known) >= min_trials and trial["epochs"][epoch] < np.quantile(known, percentile):
+            if len(known) >= min_trials and trial.epochs[epoch] < np.quantile(known, percentile):
                 stopped_at = epoch
                 break
         if stopped_at is None:
-            for epoch, value in enumerate(trial["epochs"]):  # known to the rule once the trial ends
-                reference[epoch].append((trial["end_s"], value))
+            for epoch, value in enumerate(trial.epochs):  # known to the rule once the trial ends
+                reference[epoch].append((trial.end_s, value))
             continue
         stopped += 1
         saved += (1.0 - share[stopped_at]) * duration
-        best_stopped = best_stopped or trial is best
+        best_stopped = best_stopped or trial.Index == best
         if stopped_count:
             for epoch in range(stopped_at + 1):
-                reference[epoch].append((reached_at[epoch], trial["epochs"][epoch]))
-    used = sum(t["end_s"] - t["start_s"] for t in done)
+                reference[epoch].append((reached_at[epoch], trial.epochs[epoch]))
+    used = float((done["end_s"] - done["start_s"]).sum())
     return Replay(stopped / len(done), saved / used, best_stopped)
 
 
-def oracle_saving(trials: list[dict], min_epochs: int, costs: dict[int, float]) -> float:
+def oracle_saving(trials: pd.DataFrame, min_epochs: int, costs: dict[int, float]) -> float:
     """Worker-seconds saved by stopping, after epoch min_epochs - 1, every completed trial that does
     not set a new best (in the order trials ended): what a rule that never errs could save."""
-    done = sorted((t for t in trials if t["status"] == "completed"), key=lambda t: t["end_s"])
-    best, saved = float("-inf"), 0.0
-    for trial in done:
-        if trial["fitness"] > best:
-            best = trial["fitness"]
-        else:
-            share = cost_at(costs, min_epochs - 1, len(trial["epochs"]) - 1)
-            saved += (1.0 - share) * (trial["end_s"] - trial["start_s"])
-    return saved / sum(t["end_s"] - t["start_s"] for t in done)
+    done = trials[trials["status"] == "completed"].sort_values("end_s", kind="stable")
+    duration = done["end_s"] - done["start_s"]
+    new_best = done["fitness"] > done["fitness"].cummax().shift(fill_value=-math.inf)
+    share = done["epochs"].map(lambda curve: cost_at(costs, min_epochs - 1, len(curve) - 1))
+    return float(((1.0 - share) * duration)[~new_best].sum() / duration.sum())
 
 
 def report_pruning(ledger: Path) -> dict:
-    grouped = campaigns(ledger)
-    costs = stop_costs(grouped)
-    unpruned = [trials for config, seeds in grouped.items() if "early_stopping" not in CONFIGS[config].spec
-                for trials in seeds.values()]
+    trials = ledger_trials(ledger)
+    costs = stop_costs(trials)
+    unpruned = [campaign for (config, _), campaign in trials.groupby(CAMPAIGN, sort=False)
+                if "early_stopping" not in CONFIGS[config].spec]
     if not unpruned or not costs:
         print("\nearly-stopping replay: needs campaigns with and without early stopping in the ledger")
         return {}
@@ -136,26 +130,31 @@ def report_pruning(ledger: Path) -> dict:
           "campaigns): " + ", ".join(f"epoch {e + 1}: {c:.2f}" for e, c in sorted(costs.items())))
     print("reference: 'finished' = the trials the rule let finish (evolver's MedianPruner, as Optuna's); "
           "'all' = every trial that reached the epoch, stopped ones included")
-    print(f"{'rule':44s} {'stopped':>8s} {'saved':>6s} {'best stopped':>13s}")
     figures: dict = {"stop_costs": costs}
+    rows: dict[str, dict] = {}
     for percentile, min_epochs in RULES:
         if min_epochs - 1 not in costs:
             continue
         for stopped_count in (False, True):
-            results = [replay(t, percentile, min_epochs, costs, stopped_count=stopped_count) for t in unpruned]
+            replays = pd.DataFrame([replay(t, percentile, min_epochs, costs, stopped_count=stopped_count)
+                                    for t in unpruned])
             reference = "all" if stopped_count else "finished"
             name = ("median" if percentile == 0.5 else f"{int(percentile * 100)}th percentile") + \
                 f" of {reference}, from epoch {min_epochs}"
-            stopped = statistics.mean(r.stopped_share for r in results)
-            saved = statistics.mean(r.saved_share for r in results)
-            cut = sum(r.best_stopped for r in results)
+            stopped, saved = float(replays["stopped_share"].mean()), float(replays["saved_share"].mean())
+            cut = int(replays["best_stopped"].sum())
             figures[f"replay_{percentile}_{min_epochs}_{reference}"] = (stopped, saved, cut)
-            print(f"{name:44s} {stopped:8.2f} {saved:6.2f} {cut:>6d} of {len(results):<3d}")
+            rows[name] = {"stopped": stopped, "saved": saved, "best stopped": f"{cut} of {len(unpruned)}"}
     for min_epochs in sorted({m for _, m in RULES}):
         if min_epochs - 1 in costs:
-            bound = statistics.mean(oracle_saving(t, min_epochs, costs) for t in unpruned)
+            bound = float(pd.Series([oracle_saving(t, min_epochs, costs) for t in unpruned]).mean())
             figures[f"oracle_{min_epochs}"] = bound
-            print(f"{f'oracle, from epoch {min_epochs}':44s} {'':8s} {bound:6.2f} {0:>6d} of {len(unpruned):<3d}")
+            rows[f"oracle, from epoch {min_epochs}"] = {"stopped": math.nan, "saved": bound,
+                                                        "best stopped": f"0 of {len(unpruned)}"}
+    if rows:
+        table = pd.DataFrame.from_dict(rows, orient="index")
+        table.columns.name = "rule"
+        print(table.to_string(float_format="{:.2f}".format, na_rep=""))
     return figures
 
 

@@ -24,10 +24,10 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
 from benchmarks.search_campaigns import CONFIGS, LEDGER
-from benchmarks.search_report import campaigns
+from benchmarks.search_report import ledger_trials
 
 
 @dataclass(frozen=True)
@@ -40,53 +40,31 @@ class EarlyRanks:
     by_epoch: tuple[float, ...]
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; equal values share the mean of the ranks they span."""
-    ordered = np.sort(values)
-    below = np.searchsorted(ordered, values, side="left")
-    up_to = np.searchsorted(ordered, values, side="right")
-    return (below + up_to + 1) / 2.0
-
-
-def spearman(a, b) -> float:
-    """Spearman's rank correlation of two equally long sequences (nan where either is constant)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"spearman needs two sequences of one length, got shapes {a.shape} and {b.shape}")
-    if len(a) < 2:
-        raise ValueError(f"spearman needs at least 2 pairs, got {len(a)}")
-    ra, rb = average_ranks(a) - (len(a) + 1) / 2.0, average_ranks(b) - (len(b) + 1) / 2.0
-    scale = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-    return float((ra * rb).sum() / scale) if scale > 0 else float("nan")
-
-
-def early_ranks(population: str, trials: list[dict]) -> EarlyRanks:
-    """The rank correlations over `trials` (completed ledger rows, all with the same epoch count)."""
-    lengths = {len(t["epochs"]) for t in trials}
+def early_ranks(population: str, trials: pd.DataFrame) -> EarlyRanks:
+    """The rank correlations over `trials` (completed ledger rows, all with the same epoch count):
+    pandas' Spearman, nan where either side is constant."""
+    lengths = set(trials["epochs"].map(len))
     if len(lengths) != 1:
         raise ValueError(f"{population}: trials of different lengths ({sorted(lengths)} epochs) "
                          "cannot be ranked by epoch")
-    final = [t["fitness"] for t in trials]
-    by_epoch = tuple(spearman([t["epochs"][e] for t in trials], final) for e in range(lengths.pop() - 1))
-    return EarlyRanks(population, len(trials), by_epoch)
+    fitness = pd.DataFrame(trials["epochs"].tolist(), index=trials.index).assign(final=trials["fitness"])
+    with_final = fitness.corr(method="spearman")["final"]
+    return EarlyRanks(population, len(trials), tuple(float(r) for r in with_final.iloc[:lengths.pop() - 1]))
 
 
-def better_half(trials: list[dict]) -> list[dict]:
+def better_half(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials whose final fitness is above the median of `trials`'."""
-    median = float(np.median([t["fitness"] for t in trials]))
-    return [t for t in trials if t["fitness"] > median]
+    return trials[trials["fitness"] > trials["fitness"].median()]
 
 
 def ledger_ranks(ledger: Path) -> list[EarlyRanks]:
     """The three sets of the module's text, for one ledger (those with fewer than 2 trials left out)."""
-    grouped = campaigns(ledger)
-    completed = {config: [t for ts in seeds.values() for t in ts
-                          if t["status"] == "completed" and t["fitness"] is not None]
-                 for config, seeds in grouped.items()}
-    unstopped = [t for config, ts in completed.items() if "early_stopping" not in CONFIGS[config].spec for t in ts]
+    trials = ledger_trials(ledger)
+    completed = trials[(trials["status"] == "completed") & trials["fitness"].notna()]
+    unstopped = completed[completed["config"].isin([n for n, c in CONFIGS.items() if "early_stopping" not in c.spec])]
     sets = (("campaigns without early stopping", unstopped),
-            ("  their better half (final fitness above the median)", better_half(unstopped) if unstopped else []),
-            ("every completed trial (survivors of stopping included)", [t for ts in completed.values() for t in ts]))
+            ("  their better half (final fitness above the median)", better_half(unstopped)),
+            ("every completed trial (survivors of stopping included)", completed))
     return [early_ranks(name, trials) for name, trials in sets if len(trials) >= 2]
 
 
@@ -95,12 +73,12 @@ def report_ranks(ledger: Path) -> list[EarlyRanks]:
     if not rows:
         print("\nearly-epoch ranks: no completed trials in the ledger")
         return rows
-    epochs = len(rows[0].by_epoch)
     print("\nSpearman rank correlation of the fitness after epoch e with the final fitness "
           "(completed trials, campaigns pooled)")
-    print(f"{'trials':58s} {'n':>4s} " + " ".join(f"{f'e={e}':>6s}" for e in range(1, epochs + 1)))
-    for row in rows:
-        print(f"{row.population:58s} {row.trials:4d} " + " ".join(f"{r:+6.2f}" for r in row.by_epoch))
+    table = pd.DataFrame([(row.trials, *row.by_epoch) for row in rows], index=[row.population for row in rows],
+                         columns=["n", *(f"e={e}" for e in range(1, len(rows[0].by_epoch) + 1))])
+    table.columns.name = "trials"
+    print(table.to_string(float_format="{:+.2f}".format))
     return rows
 
 

@@ -6,84 +6,94 @@ loop's final best, and the held-out check of the winners against the base hyperp
 from __future__ import annotations
 
 import math
-import statistics
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.search_campaigns import CONFIGS, read_ledger
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+CAMPAIGN = ["config", "seed"]  # the columns that name a campaign
+TRIAL_COLUMNS = [*CAMPAIGN, "budget", "status", "fitness", "epochs", "start_s", "end_s"]
 
 
-def best_curve(trials: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(worker-seconds used when each completed trial ended, best fitness so far then)."""
-    spans = [(t["start_s"], t["end_s"]) for t in trials if t["end_s"] is not None]
-    done = sorted((t for t in trials if t["status"] == "completed" and t["fitness"] is not None),
-                  key=lambda t: t["end_s"])
-    used = np.array([sum(max(0.0, min(end, t["end_s"]) - start) for start, end in spans) for t in done])
-    return used, np.maximum.accumulate(np.array([t["fitness"] for t in done]))
+def ledger_trials(ledger: Path) -> pd.DataFrame:
+    """The ledger's trials of the configurations in CONFIGS, in CONFIGS' order, each configuration's
+    in the ledger's order: grouped by CAMPAIGN without sorting, the campaigns come configuration by
+    configuration, seeds in the order they first appear."""
+    trials = read_ledger(ledger, "trial", TRIAL_COLUMNS)
+    trials = trials[trials["config"].isin(CONFIGS)]
+    return trials.sort_values("config", key=lambda names: names.map(list(CONFIGS).index), kind="stable")
 
 
-def best_at(curve: tuple[np.ndarray, np.ndarray], seconds: float) -> float:
-    used, best = curve
-    reached = best[used <= seconds + 1e-9]
-    return float(reached[-1]) if len(reached) else math.nan
+def best_curve(trials: pd.DataFrame) -> pd.Series:
+    """One campaign's best fitness so far when each completed trial ended, indexed by the
+    worker-seconds used by then (every trial's time up to that moment, summed)."""
+    spans = trials.dropna(subset=["end_s"])
+    done = trials[(trials["status"] == "completed") & trials["fitness"].notna()].sort_values("end_s", kind="stable")
+    used = [(spans["end_s"].clip(upper=end) - spans["start_s"]).clip(lower=0.0).sum() for end in done["end_s"]]
+    return pd.Series(done["fitness"].cummax().to_numpy(), index=pd.Index(used, dtype=float, name="worker-seconds"))
 
 
-def seconds_to(curve: tuple[np.ndarray, np.ndarray], target: float) -> float:
-    used, best = curve
-    hit = np.nonzero(best >= target - 1e-12)[0]
-    return float(used[hit[0]]) if len(hit) else math.inf
+def best_at(curve: pd.Series, seconds):
+    """The best fitness within `seconds` worker-seconds (nan before the first completed trial);
+    `seconds` a number or an array of them."""
+    return curve.asof(seconds + 1e-9) if len(curve) else math.nan
+
+
+def seconds_to(curve: pd.Series, target: float) -> float:
+    """The worker-seconds used when the best fitness first reached `target` (inf: never)."""
+    reached = curve.index[curve >= target - 1e-12]
+    return float(reached[0]) if len(reached) else math.inf
 
 
 def mean_se(values) -> tuple[float, float]:
-    values = np.array([v for v in values if math.isfinite(v)], dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-
-
-def campaigns(ledger: Path) -> dict[str, dict[int, list[dict]]]:
-    grouped: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for row in read_ledger(ledger):
-        if row["kind"] == "trial":
-            grouped[row["config"]][row["seed"]].append(row)
-    return {c: dict(grouped[c]) for c in CONFIGS if c in grouped}
+    """Mean and standard error of the finite values (nan where too few), as the tables compute them."""
+    finite = pd.Series(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()), float(finite.sem())
 
 
 def report(ledger: Path, plot: Path | None) -> dict:
     """Print the tables; returns the figures the README quotes."""
-    grouped = campaigns(ledger)
-    budget = max(r["budget"] for seeds in grouped.values() for trials in seeds.values() for r in trials)
-    curves = {c: {s: best_curve(t) for s, t in seeds.items()} for c, seeds in grouped.items()}
+    trials = ledger_trials(ledger)
+    if trials.empty:
+        print(f"\nreal campaigns: none in {ledger} yet (the `campaigns` step runs them)")
+        return {}
+    budget = trials["budget"].max()
+    campaigns = trials.groupby(CAMPAIGN, sort=False)
+    curves = pd.Series({key: best_curve(campaign) for key, campaign in campaigns})
+    curves.index.names = CAMPAIGN
+    completed = trials[trials["status"] == "completed"]
     print(f"\nreal campaigns: demo fine-tune task, budget {budget:.0f} worker-seconds each (1 worker = 1 core)")
-    completed = [t for seeds in grouped.values() for ts in seeds.values() for t in ts if t["status"] == "completed"]
-    print(f"{len(completed)} completed trials, median wall time "
-          f"{statistics.median(t['end_s'] - t['start_s'] for t in completed):.1f} s")
-    header = " ".join(f"{f'best@{int(f * 100)}%':>15s}" for f in FRACTIONS)
-    print(f"{'config':18s} {'seeds':>5s} {'trials':>7s} {'pruned':>6s} {header}")
-    for config, seeds in grouped.items():
-        trials = [t for ts in seeds.values() for t in ts]
-        cells = []
-        for f in FRACTIONS:
-            m, se = mean_se(best_at(curves[config][s], f * budget) for s in seeds)
-            cells.append(f"{m:8.4f}+-{se:.4f}")
-        print(f"{config:18s} {len(seeds):5d} {len(trials) / len(seeds):7.1f} "
-              f"{sum(t['status'] == 'pruned' for t in trials) / len(seeds):6.1f} {' '.join(cells)}")
+    print(f"{len(completed)} completed trials, median wall time {(completed['end_s'] - completed['start_s']).median():.1f} s")
+    per_campaign = pd.DataFrame({
+        "trials": campaigns.size(),
+        "pruned": campaigns["status"].agg(lambda status: (status == "pruned").sum()),
+        **{f"best@{int(f * 100)}%": curves.map(lambda curve: best_at(curve, f * budget)) for f in FRACTIONS}})
+    by_config = per_campaign.groupby(level="config", sort=False)
+    table = pd.DataFrame({"seeds": by_config.size(), "trials": by_config["trials"].mean(),
+                          "pruned": by_config["pruned"].mean()})
+    for f in FRACTIONS:
+        best = by_config[f"best@{int(f * 100)}%"].agg(["mean", "sem"])
+        table[f"best@{int(f * 100)}%"] = [f"{m:.4f}+-{se:.4f}" for m, se in best.itertuples(index=False)]
+    table.index.name, table.columns.name = None, "config"
+    print(table.to_string(float_format="{:.1f}".format))
     figures: dict = {}
-    if "classic" in curves:
-        target = float(np.median([best_at(c, budget) for c in curves["classic"].values()]))
+    if "classic" in curves.index.get_level_values("config"):
+        target = float(curves["classic"].map(lambda curve: best_at(curve, budget)).median())
         figures["classic_final_best"] = target
         print(f"\nworker-seconds to reach the classic loop's final best ({target:.4f}, median of its seeds), "
               f"per seed, as a share of the budget ('-': not within it)")
-        for config in curves:
-            shares = [seconds_to(c, target) / budget for c in curves[config].values()]
-            cells = " ".join("     -" if not math.isfinite(x) else f"{x:6.2f}" for x in shares)
-            median = float(np.median(shares))
-            figures[f"share_{config}"] = median
-            print(f"{config:18s} {cells}   median {'not reached' if not math.isfinite(median) else f'{median:.2f}'}")
+        shares = curves.map(lambda curve: seconds_to(curve, target) / budget)
+        medians = shares.groupby(level="config", sort=False).median()
+        figures.update({f"share_{config}": float(median) for config, median in medians.items()})
+        table = shares.unstack("seed").reindex(medians.index).rename(columns=lambda seed: f"seed {seed}")
+        table = table.map(lambda x: "" if math.isnan(x) else "-" if math.isinf(x) else f"{x:.2f}")
+        table["median"] = medians.map(lambda x: "not reached" if math.isinf(x) else f"{x:.2f}")
+        table.index.name, table.columns.name = None, "config"
+        print(table.to_string())
     figures.update(_holdout(ledger))
     if plot is not None:
         _plot(curves, budget, plot)
@@ -92,40 +102,32 @@ def report(ledger: Path, plot: Path | None) -> dict:
 
 
 def _holdout(ledger: Path) -> dict:
-    rows = [r for r in read_ledger(ledger) if r["kind"] == "holdout"]
-    if not rows:
+    rows = read_ledger(ledger, "holdout", ["role", *CAMPAIGN, "fitness"])
+    if rows.empty:
         return {}
-    base = [r["fitness"] for r in rows if r["role"] == "base"]
-    b, b_se = mean_se(base)
-    print("\nheld-out split (256 images no trial saw), retrained with fresh seeds; fitness mean +- standard error")
-    print(f"{'base hyperparameters':26s} {len(base):3d} runs  {b:.4f} +- {b_se:.4f}")
+    # One value per campaign (its winner's retrainings averaged): the campaigns are the samples.
+    winners = rows[rows["role"] == "winner"].groupby(CAMPAIGN, sort=False)["fitness"].mean()
+    samples = {"base": ("base hyperparameters", "runs", rows.loc[rows["role"] == "base", "fitness"])}
+    samples.update({config: (f"{config} winners", "campaigns", winners[config])
+                    for config in CONFIGS if config in winners.index.get_level_values("config")})
+    samples["all"] = ("all winners", "campaigns", winners)
+    stats = pd.DataFrame({key: values.agg(["count", "mean", "sem"]) for key, (_, _, values) in samples.items()}).T
+    b, b_se = stats.loc["base", "mean"], stats.loc["base", "sem"]
+    stats["vs base"] = stats["mean"] - b
+    stats["z"] = stats["vs base"] / np.sqrt(stats["sem"] ** 2 + b_se ** 2)
     figures = {"holdout_base": (b, b_se)}
-    for config in CONFIGS:
-        # One value per campaign (its winner's retrainings averaged): the campaigns are the samples.
-        per_campaign = defaultdict(list)
-        for r in rows:
-            if r["role"] == "winner" and r["config"] == config:
-                per_campaign[r["seed"]].append(r["fitness"])
-        if not per_campaign:
-            continue
-        m, se = mean_se(np.mean(v) for v in per_campaign.values())
-        diff_se = math.sqrt(se ** 2 + b_se ** 2)
-        z = (m - b) / diff_se if diff_se > 0 else math.nan
-        figures[f"holdout_{config}"] = (m, se, z)
-        print(f"{config + ' winners':26s} {len(per_campaign):3d} camps {m:.4f} +- {se:.4f}   "
-              f"vs base {m - b:+.4f} ({z:+.1f} SE)")
-    winners = defaultdict(list)
-    for r in rows:
-        if r["role"] == "winner":
-            winners[(r["config"], r["seed"])].append(r["fitness"])
-    m, se = mean_se(np.mean(v) for v in winners.values())
-    z = (m - b) / math.sqrt(se ** 2 + b_se ** 2)
-    figures["holdout_all"] = (m, se, z)
-    print(f"{'all winners':26s} {len(winners):3d} camps {m:.4f} +- {se:.4f}   vs base {m - b:+.4f} ({z:+.1f} SE)")
+    figures.update({f"holdout_{key}": (row["mean"], row["sem"], row["z"]) for key, row in stats.iloc[1:].iterrows()})
+    print("\nheld-out split (256 images no trial saw), retrained with fresh seeds; fitness mean +- standard error")
+    table = pd.DataFrame({
+        "retrained": [f"{count:.0f} {unit}" for count, (_, unit, _) in zip(stats["count"], samples.values())],
+        "fitness": [f"{m:.4f} +- {se:.4f}" for m, se in zip(stats["mean"], stats["sem"])],
+        "vs base": [""] + [f"{d:+.4f} ({z:+.1f} SE)" for d, z in zip(stats["vs base"].iloc[1:], stats["z"].iloc[1:])]},
+        index=[label for label, _, _ in samples.values()])
+    print(table.to_string())
     return figures
 
 
-def _plot(curves: dict, budget: float, path: Path) -> None:
+def _plot(curves: pd.Series, budget: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,9 +135,9 @@ def _plot(curves: dict, budget: float, path: Path) -> None:
 
     grid = np.linspace(0, budget, 200)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    for config, seeds in curves.items():
-        lines = np.array([[best_at(c, x) for x in grid] for c in seeds.values()])
-        mean = lines.mean(axis=0)  # drawn from where every seed has a completed trial
+    for config, seeds in curves.groupby(level="config", sort=False):
+        lines = pd.DataFrame({key: np.asarray(best_at(curve, grid)) for key, curve in seeds.items()}, index=grid)
+        mean = lines.mean(axis=1, skipna=False)  # drawn from where every seed has a completed trial
         ax.plot(grid, mean, label=f"{config} ({len(seeds)} seeds)", drawstyle="steps-post")
     ax.set_xlabel("worker-seconds (1 worker = 1 CPU core)")
     ax.set_ylabel("best fitness so far (mean over seeds)")

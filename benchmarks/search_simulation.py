@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from benchmarks.search_campaigns import LEDGER, campaign_spec, SearchConfig
 from benchmarks.search_surrogate import FitnessSurrogate
@@ -128,9 +129,9 @@ def _run(task: tuple) -> Run:
 
 
 def efficiency(searches: list[str], worker_counts: list[int], surrogate: FitnessSurrogate,
-               settings: Settings) -> dict[str, dict]:
-    """Per searcher: F, T_1(F) and, per W, (T_W(F), efficiency). Every simulated campaign is one
-    task for a pool of `settings.jobs` processes."""
+               settings: Settings) -> pd.DataFrame:
+    """A row per searcher: F, T_1(F) in hours ("T1 h") and, per W, T_W(F) ("T{W} h") and the
+    efficiency ("eff{W}"). Every simulated campaign is one task for a pool of `settings.jobs` processes."""
     seeds = range(settings.seeds)
     with ProcessPoolExecutor(settings.jobs) as pool:
         # One worker, 300 trials: F. The same runs (deterministic per seed) then go on until they reach it.
@@ -141,19 +142,17 @@ def efficiency(searches: list[str], worker_counts: list[int], surrogate: Fitness
         cells = [(n, w) for n in searches for w in sorted(set(worker_counts) | {1})]
         tasks = [(SEARCHES[n], w, seed, settings.trials, surrogate, settings, targets[n]) for n, w in cells for seed in seeds]
         runs = list(pool.map(_run, tasks))
-    times = {cell: float(np.median([r.time_to(targets[cell[0]]) for r in _cell(runs, k, settings.seeds)]))
-             for k, cell in enumerate(cells)}
-    table = {}
-    for n in searches:
-        t1 = times[(n, 1)]
-        table[n] = {"F": targets[n], "T1": t1}
-        for w in worker_counts:
-            tw = times[(n, w)]
-            table[n][w] = (tw, t1 / (w * tw) if math.isfinite(t1) and tw > 0 else math.nan)
+    hours = pd.Series({cell: float(np.median([r.time_to(targets[cell[0]]) for r in _cell(runs, k, settings.seeds)]))
+                       for k, cell in enumerate(cells)}).unstack().reindex(searches)  # searcher x W
+    t1 = hours[1].where(np.isfinite(hours[1]))  # no efficiency where one worker never got there
+    table = pd.DataFrame({"F": pd.Series(targets), "T1 h": hours[1]})
+    for w in worker_counts:
+        table[f"T{w} h"] = hours[w]
+        table[f"eff{w}"] = t1 / (w * hours[w])
     return table
 
 
-def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int], settings: Settings) -> dict:
+def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int], settings: Settings) -> pd.DataFrame:
     warnings.filterwarnings("ignore", module="sklearn")
     warnings.filterwarnings("ignore", category=FutureWarning)
     surrogate = FitnessSurrogate.fit(ledger)
@@ -165,15 +164,13 @@ def print_efficiency(ledger: Path, searches: list[str], worker_counts: list[int]
     print(f"\n{settings.seeds} seeds per cell, trials of {settings.minutes:g} min (log-sd {settings.spread}), at most "
           f"{settings.trials} per campaign; F = best fitness 1 worker reaches after {REFERENCE_TRIALS} trials (median "
           f"over seeds); T_W = hours W workers need to reach F (median); efficiency = T_1 / (W T_W)")
-    print(f"{'searcher':17s} {'F':>7s} {'T1 h':>7s} " + " ".join(f"{f'T{w} h':>8s} {f'eff{w}':>6s}" for w in worker_counts))
-    for name, row in table.items():
-        cells = " ".join(f"{row[w][0]:8.2f} {row[w][1]:6.2f}" for w in worker_counts)
-        print(f"{name:17s} {row['F']:7.4f} {row['T1']:7.2f} {cells}")
+    table.columns.name = "searcher"
+    print(table.to_string(float_format="{:.2f}".format, formatters={"F": "{:.4f}".format}, na_rep="nan"))
     if 64 in worker_counts:
-        best = max(table, key=lambda n: -1.0 if math.isnan(table[n][64][1]) else table[n][64][1])
-        ga = f"; YOLOv5's GA: {table['ga'][64][1]:.2f}" if "ga" in table and best != "ga" else ""
+        best = table["eff64"].fillna(-1.0).idxmax()  # the first of equals
+        ga = f"; YOLOv5's GA: {table.loc['ga', 'eff64']:.2f}" if "ga" in table.index and best != "ga" else ""
         print(f"best at 64 workers: {best}{ga}")
-        print(f"parallel efficiency at 64 workers: {table[best][64][1]:.2f}")
+        print(f"parallel efficiency at 64 workers: {table.loc[best, 'eff64']:.2f}")
     return table
 
 

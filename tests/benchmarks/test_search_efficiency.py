@@ -74,15 +74,16 @@ def mean_positions(values: list[float]) -> np.ndarray:
 
 def test_ranks_prints_the_correlations_over_the_campaigns_without_early_stopping_and_over_all():
     experiment = EXPERIMENTS["stopping-10"]
-    rows = [r for r in read_ledger(experiment.ledger) if r["kind"] == "trial" and r["status"] == "completed"]
-    unstopped = [r for r in rows if "early_stopping" not in CONFIGS[r["config"]].spec]
-    epochs = len(rows[0]["epochs"])
+    trials = read_ledger(experiment.ledger, "trial", ["config", "status", "epochs", "fitness"])
+    completed = trials[trials["status"] == "completed"]
+    unstopped = completed[completed["config"].map(lambda config: "early_stopping" not in CONFIGS[config].spec)]
+    epochs = len(completed["epochs"].iloc[0])
     done = run("ranks", "--experiments", experiment.name)
     assert done.returncode == 0, done.stderr
-    for label, trials in (("campaigns without early stopping", unstopped), ("every completed trial", rows)):
+    for label, trials in (("campaigns without early stopping", unstopped), ("every completed trial", completed)):
         count, by_epoch = row(done.stdout, label, epochs)
         assert count == len(trials) and len(by_epoch) == epochs - 1
         # epoch 1 recomputed from the ledger: tied values (repeated trials) share their mean position
-        first = mean_positions([r["epochs"][0] for r in trials])
-        final = mean_positions([r["fitness"] for r in trials])
+        first = mean_positions([curve[0] for curve in trials["epochs"]])
+        final = mean_positions(trials["fitness"].tolist())
         assert by_epoch[0] == pytest.approx(np.corrcoef(first, final)[0, 1], abs=0.005)

@@ -3,32 +3,10 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from benchmarks.search_ranks import average_ranks, early_ranks, ledger_ranks, spearman
-
-
-def test_equal_values_share_the_mean_of_their_ranks():
-    assert average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist() == [3.5, 1.0, 3.5, 2.0]
-
-
-def test_spearman_is_one_for_any_increasing_relation_and_minus_one_for_a_decreasing_one():
-    x = np.array([0.1, 0.5, 0.2, 0.9, 0.4])
-    assert spearman(x, np.exp(10 * x)) == pytest.approx(1.0)
-    assert spearman(x, -x ** 3) == pytest.approx(-1.0)
-
-
-def test_spearman_with_ties_is_the_pearson_correlation_of_average_ranks():
-    # ranks [1, 2.5, 2.5, 4] and [1, 3, 2, 4]; centred: [-1.5, 0, 0, 1.5] and [-1.5, 0.5, -0.5, 1.5]
-    assert spearman([1, 2, 2, 3], [10, 30, 20, 40]) == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
-
-
-def test_spearman_refuses_what_it_cannot_rank():
-    with pytest.raises(ValueError, match="one length"):
-        spearman([1, 2, 3], [1, 2])
-    with pytest.raises(ValueError, match="at least 2"):
-        spearman([1], [1])
-    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+from benchmarks.search_ranks import early_ranks, ledger_ranks
 
 
 def trial(config, seed, curve, status="completed"):
@@ -36,15 +14,33 @@ def trial(config, seed, curve, status="completed"):
             "budget": 600.0, "epochs": curve, "fitness": curve[-1] if status == "completed" else None}
 
 
+def trials_of(*curves):
+    return pd.DataFrame([trial("async-ga", 0, curve) for curve in curves])
+
+
 def test_early_ranks_per_epoch_before_the_last():
     # epoch 1 ranks the trials backwards, epoch 2 as the end does
-    trials = [trial("async-ga", 0, [0.3, 0.1, 0.2]), trial("async-ga", 0, [0.2, 0.2, 0.3]),
-              trial("async-ga", 0, [0.1, 0.3, 0.4])]
+    trials = trials_of([0.3, 0.1, 0.2], [0.2, 0.2, 0.3], [0.1, 0.3, 0.4])
     ranks = early_ranks("these", trials)
     assert ranks.trials == 3
     assert ranks.by_epoch == (pytest.approx(-1.0), pytest.approx(1.0))
     with pytest.raises(ValueError, match="different lengths"):
-        early_ranks("mixed", trials + [trial("async-ga", 0, [0.1, 0.2])])
+        early_ranks("mixed", pd.concat([trials, trials_of([0.1, 0.2])]))
+
+
+def test_any_increasing_relation_ranks_as_one_and_a_decreasing_one_as_minus_one():
+    x = np.array([0.1, 0.5, 0.2, 0.9, 0.4])
+    final = np.exp(10 * x) / np.exp(10)  # not linear in x: ranks, not values, are compared
+    ranks = early_ranks("these", trials_of(*([a, b, f] for a, b, f in zip(x, -x ** 3, final))))
+    assert ranks.by_epoch == (pytest.approx(1.0), pytest.approx(-1.0))
+
+
+def test_tied_fitness_shares_its_average_rank_and_a_constant_epoch_ranks_nothing():
+    # epoch 1 ranks [1, 2.5, 2.5, 4], the final fitness [1, 3, 2, 4]; centred: [-1.5, 0, 0, 1.5] and
+    # [-1.5, 0.5, -0.5, 1.5]; epoch 2 is the same for all
+    ranks = early_ranks("ties", trials_of([0.1, 0.5, 0.10], [0.2, 0.5, 0.30], [0.2, 0.5, 0.20], [0.3, 0.5, 0.40]))
+    assert ranks.by_epoch[0] == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
+    assert np.isnan(ranks.by_epoch[1])
 
 
 def test_survivors_of_early_stopping_are_kept_out_of_the_quoted_set(tmp_path):

@@ -194,8 +194,9 @@ def validate_spec(document: Any, loc: list[str], hyp: Any, settings: ApiSettings
         raise reject(problem([*loc, "hyp_file" if spec.hyp_file else "hyp"], str(err))) from None
     try:
         spec.starting_population()
-    except ValueError as err:
-        raise reject(problem([*loc, "start_population"], str(err))) from None
+    except ValueError as err:  # named as the client knows it, as the weights are: no server folders
+        named = str(err).replace(str(spec.start_population), Path(str(spec.start_population)).name)
+        raise reject(problem([*loc, "start_population"], named)) from None
     if names_a_file("weights", spec.weights):
         _check_weights(spec.weights, [*loc, "weights"])
     return spec

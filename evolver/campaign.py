@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from yolo.fitness import DEFAULT_FITNESS_WEIGHTS
 from evolver.blx_search import BLXSettings
@@ -36,6 +37,13 @@ NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 LAYERS = 25  # a YOLOv5 detector's layers: 0-23, then Detect (24)
 FREEZE_FORMS = (f"a layer count N (the first N layers, as `--freeze N`: 10 = the backbone, layers 0-9) or a list of "
                 f"layer indices 0-{LAYERS - 1}, e.g. [0, 1, 2]")
+
+
+def field_error(field: str, message: str, value: Any) -> ValidationError:
+    """A failed rule between fields, located at the field it names (a model validator's ValueError is
+    located at the whole spec): the CLI's line starts with the field, the API's 422 `loc` ends with it."""
+    return ValidationError.from_exception_data(
+        "CampaignSpec", [InitErrorDetails(type=PydanticCustomError("value_error", message), loc=(field,), input=value)])
 
 
 def looks_like_checkpoint(path: Path) -> bool:
@@ -191,11 +199,12 @@ class CampaignSpec(BaseModel):
     @model_validator(mode="after")
     def _population_searcher_fields(self) -> "CampaignSpec":
         if self.searcher == "yolov5-population" and self.population < 2:
-            raise ValueError(f"population: the population GA needs at least 2 trials per generation, "
-                             f"got {self.population}")
+            raise field_error("population", f"the population GA needs at least 2 trials per generation, got "
+                              f"{self.population}", self.population)
         if self.start_population and self.searcher != "yolov5-population":
-            raise ValueError("start_population: only searcher yolov5-population trains a starting population "
-                             "(to seed the parents of another searcher, import an evolve.csv)")
+            raise field_error("start_population", f"only searcher yolov5-population trains a starting population, "
+                              f"got searcher {self.searcher!r} (to seed the parents of another searcher, import an "
+                              "evolve.csv)", self.start_population)
         return self
 
     @field_validator("dry_run_seconds")

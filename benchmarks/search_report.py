@@ -118,11 +118,20 @@ def _holdout(ledger: Path) -> dict:
     figures = {"holdout_base": (b, b_se)}
     figures.update({f"holdout_{key}": (row["mean"], row["sem"], row["z"]) for key, row in stats.iloc[1:].iterrows()})
     print("\nheld-out split (256 images no trial saw), retrained with fresh seeds; fitness mean +- standard error")
-    table = pd.DataFrame({
+    columns = {
         "retrained": [f"{count:.0f} {unit}" for count, (_, unit, _) in zip(stats["count"], samples.values())],
         "fitness": [f"{m:.4f} +- {se:.4f}" for m, se in zip(stats["mean"], stats["sem"])],
-        "vs base": [""] + [f"{d:+.4f} ({z:+.1f} SE)" for d, z in zip(stats["vs base"].iloc[1:], stats["z"].iloc[1:])]},
-        index=[label for label, _, _ in samples.values()])
+        "vs base": [""] + [f"{d:+.4f} ({z:+.1f} SE)" for d, z in zip(stats["vs base"].iloc[1:], stats["z"].iloc[1:])]}
+    if "classic" in stats.index:  # each configuration's winners against the classic loop's (campaigns as samples)
+        c, c_se = stats.loc["classic", "mean"], stats.loc["classic", "sem"]
+        versus = stats["mean"] - c
+        z_classic = versus / np.sqrt(stats["sem"] ** 2 + c_se ** 2)
+        compared = [key not in ("base", "classic", "all") for key in stats.index]
+        columns["vs classic"] = [f"{d:+.4f} ({z:+.1f} SE)" if shown else ""
+                                 for d, z, shown in zip(versus, z_classic, compared)]
+        figures.update({f"holdout_{key}_vs_classic": (d, z)
+                        for key, d, z, shown in zip(stats.index, versus, z_classic, compared) if shown})
+    table = pd.DataFrame(columns, index=[label for label, _, _ in samples.values()])
     print(table.to_string())
     return figures
 

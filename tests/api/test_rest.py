@@ -1,8 +1,9 @@
 """REST over httpx against the real app: a real campaign (dry-run trainer, real coordinator on a
 local Ray, its confirmation stage retraining the best candidate and the base with 2 seeds) is
 submitted, read back through every read endpoint on SQLite and on PostgreSQL, and compared with
-what SQL holds; then cancel, resume, 404s and multipart submission. The confirmation endpoint's
-states are tested on campaigns written into the store in test_confirmation.py."""
+what SQL holds; then cancel, resume, 404s, multipart submission, and campaigns of the population GA
+and BLX searchers (and their refused specs). The confirmation endpoint's states are tested on
+campaigns written into the store in test_confirmation.py."""
 
 from __future__ import annotations
 
@@ -311,3 +312,79 @@ def test_campaign_weights_may_be_a_yolov5_checkpoint(tmp_path, local_ray):
     assert not marker.exists()
     (converted,) = (settings.project_dir).glob("tuned*/start-weights/*.pt")
     assert torch.load(converted, weights_only=True)["format"] == "evolver-yolo-1"
+
+
+@pytest.mark.parametrize("searcher", ["yolov5-population", "blx"])
+def test_new_searcher_campaign_completes_over_rest(searcher, tmp_path, local_ray):
+    """POST a campaign with each new searcher on the dry-run trainer (the population GA's starting
+    from an evolve_population.yaml in the data root, named as the client knows it); it completes
+    and GET …/trials reads every trial back: inside the limits, parents from generation 1 on, and
+    the population GA's trials 1..k the file's individuals on the augmentation genes, the base's
+    values elsewhere."""
+    from evolver.campaign import CampaignSpec
+    from evolver.space import AUGMENTATION_GENES
+    from tests.evolver.yolov5_population import evolve_population_file, read_individuals
+    from yolo.hyp import Hyperparameters
+
+    settings = api_settings(tmp_path)
+    fields = {"searcher": searcher, "generations": 2, "population": 3, "dry_run_seconds": [0.05, 0.2],
+              "confirm": False}
+    individuals = []
+    if searcher == "yolov5-population":
+        population_file, _ = evolve_population_file(settings.data_roots[0])
+        individuals = read_individuals(population_file)
+        fields |= {"start_population": population_file.name, "population": len(individuals) + 1}
+    total = fields["generations"] * fields["population"]
+    with running_app(settings) as (client, _launcher):
+        created = client.post("/campaigns", json=sleep_spec(**fields))
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        assert wait_for(client, cid, timeout=60 + total)["status"] == "completed"
+        page = client.get(f"/campaigns/{cid}/trials", params={"sort": "number", "limit": total}).json()
+    trials = page["items"]
+    assert page["total"] == total and [t["number"] for t in trials] == list(range(total))
+    assert all(t["status"] == "completed" and t["stage"] == "search" for t in trials)
+    spec = CampaignSpec.model_validate(created.json()["spec"])
+    assert spec.searcher == searcher
+    limits = {gene.name: (gene.lower, gene.upper) for gene in spec.space().genes}
+    for trial in trials:
+        assert all(low <= trial["hyp"][name] <= high for name, (low, high) in limits.items()), trial
+        if trial["generation"] >= 1:
+            assert trial["parents"] and all(0 <= p < trial["number"] for p in trial["parents"]), trial
+    base = Hyperparameters().to_dict()
+    assert trials[0]["hyp"] == base
+    for trial, individual in zip(trials[1:len(individuals) + 1], individuals, strict=True):
+        expected = {name: min(max(individual.get(name, value), limits[name][0]), limits[name][1])
+                    if name in AUGMENTATION_GENES else value for name, value in base.items()}
+        assert trial["hyp"] == pytest.approx(expected)
+
+
+def test_new_searcher_mistakes_are_422_naming_the_field(tmp_path):
+    """The population GA with a population of 1, a start_population outside the data roots, one
+    that is not a population yaml, one with the classic GA: 422 at the field, nothing stored, and
+    the server's folders left out of the answer."""
+    settings = api_settings(tmp_path)
+    data = settings.data_roots[0]
+    (tmp_path / "outside.yaml").write_text("gen1number0: {hsv_h: 0.01}\n")
+    (data / "scalar.yaml").write_text("gen1number0: {hsv_h: 0.01}\ngen1number1: 0.5\n")
+    (data / "population.yaml").write_text("gen1number0: {hsv_h: 0.01}\n")
+    population_ga = {"searcher": "yolov5-population"}
+    cases = [
+        ("population", sleep_spec(**population_ga, population=1), "at least 2 trials per generation"),
+        ("start_population", sleep_spec(**population_ga, start_population=str(tmp_path / "outside.yaml")),
+         "outside the server's data roots"),
+        ("start_population", sleep_spec(**population_ga, start_population="../outside.yaml"),
+         "outside the server's data roots"),
+        ("start_population", sleep_spec(**population_ga, start_population="nope.yaml"), "no such file"),
+        ("start_population", sleep_spec(**population_ga, start_population="scalar.yaml"),
+         "gen1number1: expected a mapping of hyperparameters"),
+        ("start_population", sleep_spec(start_population="population.yaml"), "only searcher yolov5-population"),
+    ]
+    with running_app(settings, launcher="queue") as (client, _):
+        for field, spec, words in cases:
+            response = client.post("/campaigns", json=spec)
+            assert response.status_code == 422, (field, response.text)
+            (problem,) = response.json()["detail"]
+            assert problem["loc"] == ["body", field] and words in problem["msg"], problem
+            assert str(data) not in problem["msg"], problem
+        assert client.get("/campaigns").json() == []

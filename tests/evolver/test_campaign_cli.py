@@ -1,6 +1,8 @@
 """The campaign CLI as users and Ray jobs run it, in real processes: a coordinator killed mid-campaign
 resumes without retraining anything; `ray start` + `ray job submit` on a loopback-only network
-namespace puts trials on both (fake) GPUs; bad specs fail with the field named and nothing stored."""
+namespace puts trials on both (fake) GPUs; bad specs fail with the field named and nothing stored;
+the population GA and BLX searchers run from an empty folder through a cancel to completed, and the
+population GA trains a YOLOv5 evolve_population.yaml first."""
 
 from __future__ import annotations
 
@@ -34,9 +36,9 @@ def write_spec(folder: Path, **fields) -> Path:
     return path
 
 
-def evolver(*args: str, **kwargs) -> subprocess.Popen:
+def evolver(*args: str, cwd: Path = REPO, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "evolver", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "evolver", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -346,3 +348,150 @@ def test_best_and_status_give_the_confirmed_answer_or_say_not_confirmed(tmp_path
     assert rows[0].split()[-1] == "confirmation"
     assert rows[1].split()[-1] == "confirmed" and rows[2].endswith("not confirmed")
     assert "6/6" in rows[1] and "5/6" in rows[2]  # the cancelled retraining counts as finished
+
+
+# ------------------------------------------------------------ the population GA and BLX, as a user runs them
+NEW_SEARCHERS = ("yolov5-population", "blx")
+
+
+def default_store_url(folder: Path) -> str:
+    """The database `evolver` makes in a folder when no --db is given."""
+    return Store.sqlite_url(folder / "runs" / "evolve" / "evolver.db")
+
+
+def created_campaign(folder: Path, process: subprocess.Popen) -> tuple[Store, int]:
+    """The store and id of the campaign a `run` started in `folder` created, read once the run has
+    said so (nothing is opened before: the folder starts empty, as a user's does)."""
+    for line in process.stdout:
+        if line.startswith("campaign "):  # "campaign ID (NAME): N search trials, run folder ..."
+            return Store.open(default_store_url(folder)), int(line.split()[1])
+    pytest.fail(f"the run never said it created a campaign (exit {process.wait()})")
+
+
+def assert_limits_kept_and_only(free: set[str], trials, spec) -> set[str]:
+    """Every stored hyperparameter inside the campaign's limits, and only the `free` genes ever off
+    the base; returns the genes some trial moved."""
+    from evolver.campaign import CampaignSpec
+
+    campaign = CampaignSpec.model_validate(spec)
+    base = campaign.base_hyp()
+    moved = set()
+    for trial in trials:
+        for gene in campaign.space().genes:
+            assert gene.lower <= trial.hyp[gene.name] <= gene.upper, (trial.number, gene, trial.hyp[gene.name])
+        moved |= {name for name, value in trial.hyp.items() if value != base[name]}
+    assert moved and moved <= free, sorted(moved - free)
+    return moved
+
+
+def test_new_searchers_genes_are_what_their_users_expect():
+    """What the campaign tests below take as each new searcher's free genes: YOLOv5 master's
+    augmentation genes for the population GA; for BLX, every gene the default space lets move."""
+    from evolver.campaign import CampaignSpec
+    from evolver.space import AUGMENTATION_GENES
+
+    def free(spec: CampaignSpec) -> set[str]:
+        return {gene.name for gene in spec.space().genes if gene.free}
+
+    assert free(CampaignSpec(searcher="yolov5-population")) == set(AUGMENTATION_GENES)
+    assert "lr0" not in AUGMENTATION_GENES and "lr0" in free(CampaignSpec(searcher="blx"))
+
+
+@pytest.mark.parametrize("searcher", NEW_SEARCHERS)
+def test_new_searcher_runs_from_an_empty_folder_through_a_cancel_to_completed(searcher, tmp_path, capsys):
+    """`evolver run spec.yaml` in a folder holding only the spec (default database, real local Ray,
+    dry-run trainer); `evolver cancel` while a trial is mid-run; `evolver resume`: completed with
+    each trial once, nothing re-bred differently on resume, every stored hyperparameter inside its
+    limits, only the searcher's genes off the base (the population GA's: the augmentation genes),
+    parents recorded from generation 1 on; `evolver status N` and `evolver best N` read it."""
+    from evolver.campaign import CampaignSpec
+    from evolver.space import AUGMENTATION_GENES
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    spec = write_spec(folder, name="searched", searcher=searcher, trainer="sleep", epochs=3,
+                      dry_run_seconds=[2.0, 3.0], generations=3, population=3, cpu_workers=2, exports=[])
+    process = evolver("run", spec.name, "--quiet", cwd=folder)
+    store, cid = created_campaign(folder, process)
+    wait_until_a_trial_is_mid_run(store, cid, process)
+    db = default_store_url(folder)
+    assert main(["cancel", str(cid), "--db", db]) == 0
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0 and "cancelled" in out, out
+    assert store.trials(cid, statuses=("cancelled",))
+    bred = {t.number: (t.hyp, t.parents, t.seed) for t in store.trials(cid)}
+    resumed = evolver("resume", str(cid), "--quiet", cwd=folder)
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+
+    assert_completed_exactly(store, cid, asked=9)
+    trials = store.trials(cid)
+    for number, before in bred.items():  # rebuilt from SQL: the same children, not new draws
+        assert (trials[number].hyp, trials[number].parents, trials[number].seed) == before
+    spec_row = store.campaign(cid).spec
+    default = {gene.name for gene in CampaignSpec(searcher="blx").space().genes if gene.free}
+    free = set(AUGMENTATION_GENES) if searcher == "yolov5-population" else default
+    moved = assert_limits_kept_and_only(free, trials, spec_row)
+    if searcher == "yolov5-population":  # generation 0's uniform draws move every evolved gene
+        assert moved == set(AUGMENTATION_GENES)
+    assert [t.generation for t in trials] == [n // 3 for n in range(9)]
+    for trial in trials[3:]:
+        assert trial.parents and all(0 <= parent < trial.number for parent in trial.parents), trial
+
+    capsys.readouterr()
+    assert main(["status", str(cid), "--db", db]) == 0
+    report = capsys.readouterr().out
+    assert "searched: completed; 9 search trials: 9 completed" in report, report
+    assert [line.split()[0] for line in report.splitlines() if line.strip()[:1].isdigit()] == ["0", "1", "2"]
+    assert main(["best", str(cid), "--db", db]) == 0
+    answer = capsys.readouterr().out
+    best = max(trials, key=lambda t: t.fitness)
+    assert f"the search's best single trial, trial {best.number} (generation {best.generation})" in answer
+    printed = {}
+    for line in answer.splitlines():
+        name, _, value = line.partition(": ")
+        if name in best.hyp:
+            printed[name] = float(value)
+    assert printed == pytest.approx(best.hyp)
+
+
+def test_population_ga_trains_the_start_population_first_and_a_widened_space_moves_lr0(tmp_path):
+    """`start_population: evolve_population.yaml` (YOLOv5 master's own file when its fixture is in
+    the repository, else one in its format) with `search_space: {lr0: {gain: 1}}`: trials 1..k of
+    generation 0 are the file's individuals in order, with the file's values of the evolved genes
+    (the augmentation genes and lr0) and the base's of every other gene; the rest of generation 0
+    draws lr0 too; no gene outside the widened space ever moves."""
+    from evolver.campaign import CampaignSpec
+    from evolver.space import AUGMENTATION_GENES
+    from tests.evolver.yolov5_population import evolve_population_file, read_individuals
+    from yolo.hyp import Hyperparameters
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    population_file, written_by_yolov5 = evolve_population_file(folder)
+    individuals = read_individuals(population_file)
+    k = len(individuals)
+    spec = write_spec(folder, name="seeded", searcher="yolov5-population", trainer="sleep", epochs=1,
+                      dry_run_seconds=[0.05, 0.1], generations=2, population=k + 2, cpu_workers=2, exports=[],
+                      start_population=population_file.name, search_space={"lr0": {"gain": 1}})
+    process = evolver("run", spec.name, "--quiet", cwd=folder)
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0 and "campaign 1 completed" in out, out
+
+    with Store.open(default_store_url(folder)) as store:
+        (campaign,) = store.campaigns()
+        trials = store.trials(campaign.id)
+    assert len(trials) == 2 * (k + 2) and all(t.status == "completed" for t in trials)
+    evolved = set(AUGMENTATION_GENES) | {"lr0"}
+    base = Hyperparameters().to_dict()
+    assert trials[0].hyp == base and trials[0].parents == ()
+    limits = {gene.name: (gene.lower, gene.upper) for gene in CampaignSpec.model_validate(campaign.spec).space().genes}
+    for trial, individual in zip(trials[1:k + 1], individuals, strict=True):
+        assert trial.generation == 0 and trial.parents == ()
+        expected = {name: min(max(individual.get(name, value), limits[name][0]), limits[name][1])
+                    if name in evolved else value for name, value in base.items()}
+        assert trial.hyp == pytest.approx(expected), trial.number
+    if not written_by_yolov5:  # the written file moves every gene: the base's values above are not the file's
+        assert all(individual[name] != base[name] for individual in individuals for name in base)
+    assert_limits_kept_and_only(evolved, trials, campaign.spec)
+    assert any(t.hyp["lr0"] != base["lr0"] for t in trials[k + 1:])  # drawn and bred, not only read

@@ -32,6 +32,7 @@ from evolver.store import Store
 from yolo.hyp import Hyperparameters
 
 IMPORT_TIME = "import time:"
+POPULATION_GA = "trainer: sleep\nsearcher: yolov5-population\n"
 DRY_RUN = {"name": "dry", "trainer": "sleep", "generations": 2, "population": 1, "epochs": 1, "confirm": False,
            "exports": [], "dry_run_seconds": [0.1, 0.2]}
 
@@ -126,6 +127,31 @@ MISTAKES = {
     "missing evolve.csv": Mistake(("import-csv", "1", "nope.csv"), ("nope.csv: no such file",)),
     "lease too short": Mistake(("run", "campaign.yaml", "--lease", "0"), ("--lease", "at least 2 seconds"),
                                {"campaign.yaml": "trainer: sleep\n"}),
+    "population of one for the population GA": Mistake(
+        ("create", "campaign.yaml"), ("campaign.yaml: population:", "at least 2 trials per generation", "got 1"),
+        {"campaign.yaml": "trainer: sleep\nsearcher: yolov5-population\npopulation: 1\n"}),
+    "start_population that does not exist": Mistake(
+        ("run", "campaign.yaml"), ("campaign.yaml: start_population: no such file", "nope.yaml"),
+        {"campaign.yaml": f"{POPULATION_GA}start_population: nope.yaml\n"}),
+    "start_population that is not YAML": Mistake(
+        ("create", "campaign.yaml"), ("campaign.yaml: start_population:", "population.yaml, line 1", "not valid YAML"),
+        {"campaign.yaml": f"{POPULATION_GA}start_population: population.yaml\n",
+         "population.yaml": "gen1number0: {hsv_h: [0.1\n"}),
+    "start_population entry that is not a mapping": Mistake(
+        ("run", "campaign.yaml"), ("campaign.yaml: start_population:", "gen1number1: expected a mapping of "
+                                   "hyperparameters", "got 0.5"),
+        {"campaign.yaml": f"{POPULATION_GA}start_population: population.yaml\n",
+         "population.yaml": "gen1number0: {hsv_h: 0.01}\ngen1number1: 0.5\n"}),
+    "start_population with an unknown hyperparameter": Mistake(
+        ("create", "campaign.yaml"), ("campaign.yaml: start_population:", "gen1number0: unknown hyperparameter(s) "
+                                      "lr00"),
+        {"campaign.yaml": f"{POPULATION_GA}start_population: population.yaml\n",
+         "population.yaml": "gen1number0: {hsv_h: 0.01, lr00: 0.02}\n"}),
+    "start_population with the classic GA": Mistake(
+        ("run", "campaign.yaml"), ("campaign.yaml: start_population:", "only searcher yolov5-population",
+                                   "import an evolve.csv"),
+        {"campaign.yaml": "trainer: sleep\nstart_population: population.yaml\n",
+         "population.yaml": "gen1number0: {hsv_h: 0.01}\n"}),
 }
 ACCEPTED = {  # what a newcomer may type and must work (answers checked by their own tests)
     "status in an empty folder": Mistake(("status",), ()),

@@ -28,6 +28,7 @@ How it maps onto Evolver:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,8 @@ from evolver.space import SearchSpace
 from yolo.hyp import Hyperparameters
 
 DEFAULT_POPULATION = 50  # YOLOv5 master's pop_size
+
+log = logging.getLogger(__name__)
 
 
 class PopulationGASettings(BaseModel):
@@ -139,6 +142,12 @@ class PopulationSearcher:
         self._generations = generations
         self._settings = settings or PopulationGASettings()
         self._start = [self._individual(index, hyp) for index, hyp in enumerate(start_population)]
+        if len(self._start) > population - 1:
+            # Generation 0 is the base and population - 1 more (YOLOv5 grows its first generation instead).
+            log.warning("start_population holds %d individuals; generation 0 (the base + %d) trains the first %d: "
+                        "population: %d would train them all", len(self._start), population - 1, population - 1,
+                        len(self._start) + 1)
+            self._start = self._start[:population - 1]
         self._scored = ScoredTrials(space, self._base)
 
     def _individual(self, index: int, hyp: Mapping[str, float]) -> np.ndarray:

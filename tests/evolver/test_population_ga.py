@@ -187,3 +187,13 @@ def test_late_generations_keep_the_elite_in_play_and_mutate_rarely():
     window_values = {(name, hyps[p][name]) for p in range(12, 18) for name in AUGMENTATION_GENES}
     copied = sum((name, c.hyp[name]) in window_values for c in children for name in AUGMENTATION_GENES)
     assert copied >= 0.9 * len(children) * len(AUGMENTATION_GENES)
+
+
+def test_a_start_population_larger_than_generation_zero_is_cut_and_says_so(caplog):
+    start = [{"hsv_h": 0.01 * (i + 1)} for i in range(4)]
+    with caplog.at_level("WARNING", logger="evolver.population_ga"):
+        searcher = PopulationSearcher(SearchSpace.augmentation_only(), BASE, 0, population=3, generations=2,
+                                      start_population=start)
+    assert "holds 4 individuals" in caplog.text and "population: 5 would train them all" in caplog.text
+    assert [searcher.suggest(n).hyp["hsv_h"] for n in (1, 2)] == [0.01, 0.02]
+    assert searcher.suggest(3).hyp["hsv_h"] not in (0.03, 0.04)  # generation 1 breeds

@@ -5,7 +5,8 @@ Importing this package starts nothing; Ray actors are created by `WorkerPool.syn
 """
 
 from workers.actor import TrialWorker, describe_error, start_worker
-from workers.pool import WorkerHandle, WorkerPool, cpu_worker_share
+from workers.gpu_memory import GPU_MEMORY_KEYS
+from workers.pool import WorkerHandle, WorkerPool, cpu_worker_share, gpu_share
 from workers.spec import (
     METRIC_KEYS,
     SYNTHETIC_DATA,
@@ -19,7 +20,7 @@ from workers.spec import (
 from workers.trainers import SleepTrialTrainer, TrialTrainer, YoloTrialTrainer, build_trainer
 
 __all__ = [
-    "METRIC_KEYS", "SYNTHETIC_DATA", "TRAIN_LOSS_KEYS", "EpochUpdate", "SleepTrialTrainer", "TrialOutcome",
-    "TrialResult", "TrialSpec", "TrialTrainer", "TrialWorker", "WorkerHandle", "WorkerLocation", "WorkerPool",
-    "YoloTrialTrainer", "build_trainer", "cpu_worker_share", "describe_error", "start_worker",
+    "GPU_MEMORY_KEYS", "METRIC_KEYS", "SYNTHETIC_DATA", "TRAIN_LOSS_KEYS", "EpochUpdate", "SleepTrialTrainer",
+    "TrialOutcome", "TrialResult", "TrialSpec", "TrialTrainer", "TrialWorker", "WorkerHandle", "WorkerLocation", "WorkerPool",
+    "YoloTrialTrainer", "build_trainer", "cpu_worker_share", "describe_error", "gpu_share", "start_worker",
 ]

@@ -1,7 +1,12 @@
-"""The worker pool: one `TrialWorker` per GPU of the Ray cluster, or a few CPU workers without GPUs.
+"""The worker pool: `trials_per_gpu` `TrialWorker`s per GPU of the Ray cluster (one by default), or a
+few CPU workers without GPUs.
 
-The coordinator calls `sync()` now and then: GPUs that joined the cluster (a new node) get a
-worker, and nothing else changes. A worker whose actor died is swapped by `replace()`; the pool
+N workers per GPU each ask Ray for 1/N of a GPU; Ray packs them N to a GPU and sets each one's
+CUDA_VISIBLE_DEVICES to that single GPU, so a trial sees one device whether it shares it or not.
+Each is a worker like any other (its own name, process and trial); only the GPU is shared.
+
+The coordinator calls `sync()` now and then: GPUs that joined the cluster (a new node) get their
+workers, and nothing else changes. A worker whose actor died is swapped by `replace()`; the pool
 never restarts actors on its own, because the coordinator must first put the dead worker's
 trial back in its queue.
 """
@@ -39,6 +44,7 @@ class _Slot:
     gpu: bool
     num_cpus: float
     torch_threads: int
+    num_gpus: float = 0.0  # 1 / trials_per_gpu on a GPU worker
 
 
 def cpu_worker_share(cluster_cpus: float, cpu_workers: int) -> tuple[float, int]:
@@ -57,17 +63,30 @@ def cpu_worker_share(cluster_cpus: float, cpu_workers: int) -> tuple[float, int]
     return share, max(1, math.floor(share))
 
 
+def gpu_share(trials_per_gpu: int) -> float:
+    """The `num_gpus` each of `trials_per_gpu` workers sharing one GPU asks Ray for: 1/N, rounded
+    down to Ray's precision so that N of them always fit on one GPU."""
+    if isinstance(trials_per_gpu, bool) or not isinstance(trials_per_gpu, int) or trials_per_gpu < 1:
+        raise ValueError(f"trials_per_gpu must be an integer >= 1, got {trials_per_gpu!r}")
+    if trials_per_gpu == 1:
+        return 1.0
+    return math.floor(1 / trials_per_gpu / RAY_RESOURCE_PRECISION) * RAY_RESOURCE_PRECISION
+
+
 class WorkerPool:
     """Creates, tracks and replaces the trial workers of one coordinator (Ray must be initialised).
 
     Every worker gets `trainer` (default: `YoloTrialTrainer`); each actor receives its own copy.
     Actor names carry a per-pool token, so two pools in one Ray namespace never collide.
+    `trials_per_gpu` workers share each GPU (without GPUs it changes nothing: `cpu_workers` count).
     """
 
     def __init__(self, trainer: TrialTrainer | None = None, cpu_workers: int = 1,
-                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY) -> None:
+                 max_concurrency: int = DEFAULT_MAX_CONCURRENCY, trials_per_gpu: int = 1) -> None:
         if cpu_workers < 1:
             raise ValueError(f"cpu_workers must be >= 1, got {cpu_workers}")
+        self._gpu_share = gpu_share(trials_per_gpu)
+        self.trials_per_gpu = trials_per_gpu
         self._trainer = trainer
         self._cpu_workers = cpu_workers
         self._max_concurrency = max_concurrency
@@ -83,8 +102,9 @@ class WorkerPool:
     def sync(self) -> list[WorkerHandle]:
         """Start workers for GPUs the cluster has and the pool lacks; returns the new ones.
 
-        One worker per whole GPU (`num_gpus=1`). With no GPU in the cluster, `cpu_workers`
-        CPU workers are started once, splitting the cluster's CPUs between them.
+        `trials_per_gpu` workers per GPU, each with `num_gpus=1/trials_per_gpu`. With no GPU in
+        the cluster, `cpu_workers` CPU workers are started once, splitting the cluster's CPUs
+        between them.
         """
         _require_ray()
         resources = ray.cluster_resources()
@@ -92,17 +112,19 @@ class WorkerPool:
         cpus = float(resources.get("CPU", 0.0))
         created: list[WorkerHandle] = []
         if gpus > 0:
-            # The CPUs beside each GPU feed its data pipeline (augmentation runs in torch/cv2).
-            slot = _Slot(gpu=True, num_cpus=0.0, torch_threads=max(1, math.floor(cpus / gpus)))
-            while sum(w.gpu for w in self._workers) < gpus:
+            # The CPUs beside each GPU feed its workers' data pipelines (augmentation runs in torch/cv2).
+            wanted = gpus * self.trials_per_gpu
+            slot = _Slot(gpu=True, num_cpus=0.0, torch_threads=max(1, math.floor(cpus / wanted)),
+                         num_gpus=self._gpu_share)
+            while sum(w.gpu for w in self._workers) < wanted:
                 created.append(self._start(slot))
         elif not any(not w.gpu for w in self._workers):
             num_cpus, threads = cpu_worker_share(cpus, self._cpu_workers)
             slot = _Slot(gpu=False, num_cpus=num_cpus, torch_threads=threads)
             created += [self._start(slot) for _ in range(self._cpu_workers)]
         if created:
-            log.info("worker pool: started %s (cluster: %d GPU, %.1f CPU)",
-                     ", ".join(w.name for w in created), gpus, cpus)
+            log.info("worker pool: started %s (cluster: %d GPU x %d trials, %.1f CPU)",
+                     ", ".join(w.name for w in created), gpus, self.trials_per_gpu, cpus)
         return created
 
     def replace(self, handle: WorkerHandle) -> WorkerHandle:
@@ -132,9 +154,9 @@ class WorkerPool:
         name = f"{kind}-{self._started[kind]}"
         self._started[kind] += 1
         actor = start_worker(
-            name, trainer=self._trainer, num_gpus=1 if slot.gpu else 0, num_cpus=slot.num_cpus,
+            name, trainer=self._trainer, num_gpus=slot.num_gpus, num_cpus=slot.num_cpus,
             torch_threads=slot.torch_threads, actor_name=f"evolver-{self._token}-{name}",
-            max_concurrency=self._max_concurrency,
+            max_concurrency=self._max_concurrency, trials_per_gpu=self.trials_per_gpu if slot.gpu else 1,
         )
         handle = WorkerHandle(name=name, actor=actor, gpu=slot.gpu)
         self._slots[name] = slot

@@ -68,7 +68,8 @@ class TrialResult:
     number: int
     attempt: int
     status: str  # "completed" | "failed" | "stopped" (stopped = asked to stop by the coordinator)
-    metrics: dict[str, float]  # METRIC_KEYS of the last finished epoch; {} if none finished
+    metrics: dict[str, float]  # METRIC_KEYS of the last finished epoch ({} if none finished), and the
+    # trial's peak GPU memory (workers.gpu_memory.GPU_MEMORY_KEYS) when it used CUDA
     fitness: float | None
     epochs_done: int
     weights_path: str | None

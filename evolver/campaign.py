@@ -34,6 +34,7 @@ BUILTIN_DATA = tuple(BUILTIN_DATASETS)  # data names that are generated datasets
 FILE_FIELDS = ("data", "hyp_file", "weights", "start_population")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+MAX_TRIALS_PER_GPU = 64
 LAYERS = 25  # a YOLOv5 detector's layers: 0-23, then Detect (24)
 FREEZE_FORMS = (f"a layer count N (the first N layers, as `--freeze N`: 10 = the backbone, layers 0-9) or a list of "
                 f"layer indices 0-{LAYERS - 1}, e.g. [0, 1, 2]")
@@ -177,6 +178,10 @@ class CampaignSpec(BaseModel):
     # Running it.
     max_attempts: int = Field(3, ge=1, le=100, description="tries per trial when workers die")
     cpu_workers: int = Field(1, ge=1, le=256, description="workers when the cluster has no GPU")
+    trials_per_gpu: int = Field(
+        1, ge=1, le=MAX_TRIALS_PER_GPU, description="trials training at once on each GPU, each in a worker of its "
+        "own asking Ray for 1/N of the GPU (small models leave most of a big GPU idle); `evolver run/resume "
+        "--trials-per-gpu` overrides it for that run; ignored without GPUs")
     loader_workers: int = Field(0, ge=0, le=64, description="data loader processes per trial")
     keep_top_k: int = Field(3, ge=0, description="best trials whose weights are kept")
     exports: tuple[Literal["onnx", "engine", "wts"], ...] = Field(
@@ -206,6 +211,14 @@ class CampaignSpec(BaseModel):
                               f"got searcher {self.searcher!r} (to seed the parents of another searcher, import an "
                               "evolve.csv)", self.start_population)
         return self
+
+    @field_validator("trials_per_gpu", mode="before")
+    @classmethod
+    def _whole_count(cls, value: Any) -> Any:
+        """A count of trials: `true` is not 1."""
+        if isinstance(value, bool):
+            raise ValueError(f"a number of trials (an integer >= 1), got {value!r}")
+        return value
 
     @field_validator("dry_run_seconds")
     @classmethod

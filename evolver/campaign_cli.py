@@ -32,6 +32,7 @@ examples:
   evolver status                                 every campaign in the database
   evolver status 3                               generations and running trials of campaign 3
   evolver cancel 3 / evolver resume 3 / evolver best 3
+  evolver resume 3 --trials-per-gpu 1            after a trial ran out of GPU memory with 2 per GPU
   evolver export-winner 3 --formats onnx,wts     export the best trial's weights again
   evolver create campaign.yaml && evolver import-csv 1 evolve.csv && evolver run --campaign 1
 """
@@ -59,6 +60,13 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
                         "coordinator is refused meanwhile, and may take over this long after it died")
 
 
+def _add_trials_per_gpu(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials-per-gpu", type=int, metavar="N",
+                   help="trials training at once on each GPU, each asking Ray for 1/N of it; overrides the "
+                        "campaign's trials_per_gpu for this run only (the stored spec keeps its value, so a "
+                        "later resume without the flag uses the spec's again); ignored without GPUs")
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("run", help="run an evolution campaign", formatter_class=fmt, epilog=EXAMPLES,
@@ -68,6 +76,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign", type=int, help="run this stored campaign instead of creating one")
     _add_db(p)
     _add_ray(p)
+    _add_trials_per_gpu(p)
     p = sub.add_parser("create", help="store a campaign without running it", formatter_class=fmt)
     p.add_argument("spec", help="campaign yaml")
     _add_db(p)
@@ -75,6 +84,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("campaign", type=int)
     _add_db(p)
     _add_ray(p)
+    _add_trials_per_gpu(p)
     p = sub.add_parser("status", help="campaigns, or one campaign's generations and running trials")
     p.add_argument("campaign", type=int, nargs="?")
     _add_db(p)
@@ -157,6 +167,11 @@ def _check_run_flags(args: argparse.Namespace) -> None:
         raise ValueError(f"--lease is renewed every second, so it needs at least 2 seconds, got {args.lease:g}")
     if getattr(args, "num_gpus", None) is not None and args.num_gpus < 0:
         raise ValueError(f"--num-gpus must be 0 or more, got {args.num_gpus}")
+    if getattr(args, "trials_per_gpu", None) is not None:
+        from evolver.campaign import MAX_TRIALS_PER_GPU
+
+        if not 1 <= args.trials_per_gpu <= MAX_TRIALS_PER_GPU:
+            raise ValueError(f"--trials-per-gpu must be 1 to {MAX_TRIALS_PER_GPU}, got {args.trials_per_gpu}")
 
 
 def _fresh_run_dir(project: str, name: str) -> Path:
@@ -201,12 +216,16 @@ def run_campaign(args: argparse.Namespace) -> int:
                       f"x {spec.confirm.seeds} fresh seeds)" if spec.confirm.enabled else "")
         print(f"campaign {campaign_id} ({record.name}): {spec.total_trials} search trials{confirming}, "
               f"run folder {record.run_dir}")
+        trials_per_gpu = getattr(args, "trials_per_gpu", None)
+        if trials_per_gpu is not None and trials_per_gpu != spec.trials_per_gpu:
+            print(f"{trials_per_gpu} trial(s) per GPU for this run (--trials-per-gpu; the campaign's spec "
+                  f"says {spec.trials_per_gpu})")
         from evolver import coordinator
         from evolver.cluster import connect
 
         connect(args.address, num_gpus=args.num_gpus)
         outcome = coordinator.run_campaign(store, campaign_id, coordinator.CoordinatorSettings(
-            progress=not args.quiet, lease_seconds=args.lease))
+            progress=not args.quiet, lease_seconds=args.lease), trials_per_gpu=trials_per_gpu)
         if outcome.interrupted:
             print(f"campaign {campaign_id} interrupted by {outcome.interrupted} after {outcome.seconds:.0f}s: "
                   f"{outcome.completed} trials completed are kept; `evolver resume {campaign_id}` continues it")

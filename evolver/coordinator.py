@@ -581,14 +581,17 @@ class Coordinator:
         )
 
 
-def run_campaign(store: Store, campaign_id: int, settings: CoordinatorSettings = CoordinatorSettings()
-                 ) -> CampaignOutcome:
+def run_campaign(store: Store, campaign_id: int, settings: CoordinatorSettings = CoordinatorSettings(),
+                 trials_per_gpu: int | None = None) -> CampaignOutcome:
     """Run a stored campaign from this process on the Ray it is connected to: its workers are
-    started for it and shut down after (the CLI's `evolver run` and the API's in-process launcher)."""
+    started for it and shut down after (the CLI's `evolver run` and the API's in-process launcher).
+    `trials_per_gpu` overrides the spec's for this run only (`--trials-per-gpu`: resuming with
+    fewer trials per GPU after one ran out of memory); the stored spec is left as submitted."""
     from workers import build_trainer
 
     spec = CampaignSpec.model_validate(store.campaign(campaign_id).spec)
-    pool = WorkerPool(build_trainer(spec.trainer, spec.dry_run_seconds), cpu_workers=spec.cpu_workers)
+    pool = WorkerPool(build_trainer(spec.trainer, spec.dry_run_seconds), cpu_workers=spec.cpu_workers,
+                      trials_per_gpu=spec.trials_per_gpu if trials_per_gpu is None else trials_per_gpu)
     try:
         return Coordinator(store, campaign_id, pool, settings).run()
     finally:

@@ -65,6 +65,7 @@ class TrainConfig:
     # spelling: `--freeze 10` is (0, ..., 9), the backbone). Empty: everything trains.
     freeze: tuple[int, ...] = ()
     sync_bn: bool = False  # SyncBatchNorm across DDP ranks (NCCL only)
+    amp: bool = True  # mixed precision (autocast + GradScaler) on CUDA; False trains in float32 (no effect on CPU)
 
     def to_dict(self) -> dict[str, Any]:
         row = dataclasses.asdict(self)
@@ -234,7 +235,7 @@ class _Run:
 
     @property
     def amp(self) -> bool:
-        return self.device.type == "cuda"
+        return self.device.type == "cuda" and self.config.amp
 
     @property
     def weights_dir(self) -> Path:
@@ -282,7 +283,7 @@ def _set_up(
     schedule = Schedule(hyp, config.epochs, len(train_loader), cosine=config.cos_lr)
     loss_fn = DetectionLoss.from_model(model, hyp, config.img_size)
     ema = ModelEMA(model)  # before SyncBN: the EMA copy keeps plain BatchNorm, which fuses for validation
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and config.amp)
     results = ResultsWriter(Path(config.save_dir) / "results.csv") if rank.is_main else None
     train_model = _distributed_model(model, config, rank, device, say)
     run = _Run(

@@ -148,12 +148,14 @@ def onnx(plan: CheckPlan, record: StepRecord) -> None:
 
     from deploy.export import check_parity, export_weights
     from deploy.onnx_runtime import OnnxDetector, prepare_batch
-    from yolo.checkpoint import load_model
+    from yolo.checkpoint import load_checkpoint, load_model
     from yolo.data import load_data_config
     from yolo.synthetic import resolve_data
 
     weights = _trained_weights(plan)
     record.figure("weights", weights)
+    trained = load_checkpoint(weights).train_config
+    record.figure("weights_trained_on", {"device": trained.get("device"), "amp": trained.get("amp")})
     start = time.perf_counter()
     (exported,) = export_weights(weights, ("onnx",), img_size=plan.img_size, out_dir=plan.work("onnx"))
     record.figure("export_seconds", time.perf_counter() - start)

@@ -110,6 +110,7 @@ def test_the_dry_run_trains_exports_and_runs_trials_side_by_side(tmp_path):
 
     exported = steps["onnx"]["figures"]
     assert exported["weights"] == trained["weights"]  # the weights the training step left
+    assert exported["weights_trained_on"] == {"device": "cpu", "amp": True}  # on a GPU: "0"
     assert exported["parity_passed"] is True and exported["parity_max_abs_diff"] < 1e-3
     assert exported["torch_cpu_vs_onnxruntime_max_abs_diff"] < 1e-3
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from benchmarks.gpu_check import KILL_GRACE_SECONDS, LOG_FILE, REPORT_FILE, main, parse_args, run_step
-from benchmarks.gpu_plan import STEPS, dry_run_plan
+from benchmarks.gpu_plan import COCO128_CANDIDATES, REPO as PLAN_REPO, STEPS, CheckPlan, dry_run_plan, gpu_plan
 from benchmarks.gpu_record import StepRecord
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,21 @@ def read_report(out: Path) -> dict:
 
 def steps_of(report: dict) -> dict[str, dict]:
     return {step["step"]: step for step in report["steps"]}
+
+
+def test_the_gpu_plan_trains_the_demo_campaign_trial_and_coco128_or_says_what_instead(tmp_path, monkeypatch):
+    plan = gpu_plan(tmp_path, "0", "0", None, cpu_count=16)
+    assert (plan.cfg, plan.img_size, plan.epochs, plan.batch_size, plan.train_device) == ("yolov5s", 640, 2, 16, "0")
+    trial = plan.trial  # examples/synthetic-campaign.yaml, as its campaign trains it
+    assert (trial.cfg, trial.epochs, trial.img_size, trial.data) == ("yolov5n", 3, 160, "synthetic-shifted")
+    assert trial.weights == str(PLAN_REPO / "examples" / "yolov5n-shapes.pt") and Path(trial.weights).is_file()
+    assert plan.sharing_counts == (1, 2, 4) and plan.campaign_trials == 4 and plan.trial_device == "cuda:0"
+    assert CheckPlan.read(plan.write(tmp_path / "plan.json")) == plan
+    if any(path.is_file() for path in COCO128_CANDIDATES):
+        assert plan.data.endswith("coco128.yaml") and "COCO128 found" in plan.data_note
+    monkeypatch.setattr("benchmarks.gpu_plan.COCO128_CANDIDATES", (tmp_path / "none" / "coco128.yaml",))
+    fallback = gpu_plan(tmp_path, "0", "0", None, cpu_count=16)
+    assert fallback.data == "synthetic" and "COCO128 not found" in fallback.data_note
 
 
 def test_without_a_gpu_it_says_so_and_exits_0_at_once(tmp_path):

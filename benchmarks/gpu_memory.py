@@ -1,7 +1,7 @@
-"""GPU memory as the check reports it: torch's peak per process, and the device's own peak use.
+"""The device's own peak memory use, as the check reports it beside each process's torch peaks.
 
-torch's counters (`max_memory_allocated` / `max_memory_reserved`) see one process's tensors and
-its caching allocator, not the CUDA context (some hundreds of MiB per process) nor other
+torch's counters (read the way workers read them: `workers.gpu_memory`) see one process's tensors
+and its caching allocator, not the CUDA context (some hundreds of MiB per process) nor other
 processes. When several trials share a GPU, what decides whether they fit is the device's total
 use, which NVML reports (the `nvidia-ml-py` package, imported as `pynvml`); without it, the
 device figure is left out and said so.
@@ -12,22 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import torch
-
 MIB = 1 << 20
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def torch_peak_mib(device: torch.device) -> dict[str, float]:
-    """This process's peak allocated and reserved memory on `device` since the last reset ({} on CPU)."""
-    if device.type != "cuda":
-        return {}
-    return {"peak_allocated_mib": torch.cuda.max_memory_allocated(device) / MIB,
-            "peak_reserved_mib": torch.cuda.max_memory_reserved(device) / MIB}
 
 
 class DeviceMemorySampler:

@@ -29,6 +29,7 @@ from typing import Any, Sequence
 from benchmarks.gpu_memory import DeviceMemorySampler
 from benchmarks.gpu_plan import REPO, CheckPlan
 from benchmarks.gpu_record import StepRecord
+from workers.gpu_memory import PEAK_RESERVED
 
 READY_SECONDS = 180.0  # imports and CUDA context of every process of a round, before the start
 GO_POLL_SECONDS = 0.02
@@ -144,7 +145,7 @@ def _round_result(started: float, results: Sequence[Path], codes: Sequence[int],
         trials=len(rows), wall_seconds=wall, trials_per_hour=done * 3600 / wall if ended else float("nan"),
         trial_seconds=[row.get("seconds", float("nan")) for row in rows],
         trial_maps=[row.get("map", float("nan")) for row in rows],
-        peak_reserved_mib=[row.get("peak_reserved_mib", float("nan")) for row in rows],
+        peak_reserved_mib=[row.get(PEAK_RESERVED, float("nan")) for row in rows],
         device_peak_used_mib=device_peak, failures=failures,
     )
 
@@ -154,8 +155,8 @@ def train_one_trial(job: TrialJob, ready: Path, go: Path, result: Path) -> int:
     the result (or the error) as JSON."""
     import torch
 
-    from benchmarks.gpu_memory import reset_peak, torch_peak_mib
     from benchmarks.gpu_record import json_safe
+    from workers.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
     from yolo.hyp import Hyperparameters
     from yolo.loader import DatasetCache
     from yolo.train import TrainConfig, train
@@ -165,7 +166,7 @@ def train_one_trial(job: TrialJob, ready: Path, go: Path, result: Path) -> int:
     device = torch.device(config.device)
     if device.type == "cuda":
         torch.zeros(1, device=device)  # the CUDA context, before the clock starts
-    reset_peak(device)
+    reset_peak_gpu_memory()
     ready.write_text(str(os.getpid()), encoding="utf-8")
     deadline = time.monotonic() + READY_SECONDS
     while not go.exists():
@@ -180,7 +181,7 @@ def train_one_trial(job: TrialJob, ready: Path, go: Path, result: Path) -> int:
         row.update(map=outcome.metrics["metrics/mAP_0.5:0.95"], fitness=outcome.fitness)
     except Exception:  # an out-of-memory among neighbours is a finding: recorded, not raised
         row["error"] = traceback.format_exc()
-    row.update(ended=time.time(), **torch_peak_mib(device))
+    row.update(ended=time.time(), **peak_gpu_memory())
     row["seconds"] = row["ended"] - started
     result.write_text(json.dumps(json_safe(row)), encoding="utf-8")
     if "error" in row:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks.gpu_memory import reset_peak, torch_peak_mib
+from workers.gpu_memory import peak_gpu_memory, reset_peak_gpu_memory
 from benchmarks.gpu_plan import DEMO_CAMPAIGN, REPO, STEPS, CheckPlan
 from benchmarks.gpu_record import StepRecord
 
@@ -122,7 +122,7 @@ def _train_detector(plan: CheckPlan, record: StepRecord, amp: bool) -> float:
     data_config = load_data_config(data)
     train_images = len(scan_dataset(data_config.train, data_config.nc))
     reports: list[EpochReport] = []
-    reset_peak(device)
+    reset_peak_gpu_memory()
     start = time.perf_counter()
     result = train(config, Hyperparameters(), callbacks=[reports.append])
     record.figure("wall_seconds", time.perf_counter() - start)
@@ -132,7 +132,7 @@ def _train_detector(plan: CheckPlan, record: StepRecord, amp: bool) -> float:
     record.figure("epoch_val_img_per_s", [r.val.images_per_second for r in reports])
     record.figure("train_img_per_s", train_rates[-1])
     record.figure("val_img_per_s", reports[-1].val.images_per_second)
-    for name, value in torch_peak_mib(device).items():
+    for name, value in peak_gpu_memory().items():
         record.figure(name, value)
     record.figure("map50", result.metrics["metrics/mAP_0.5"])
     record.figure("map", result.metrics["metrics/mAP_0.5:0.95"])
@@ -234,8 +234,7 @@ def _trainer_alone(plan: CheckPlan, record: StepRecord) -> None:
 
     data = resolve_data(plan.trial.data)
     cache = DatasetCache()
-    device = torch.device(plan.trial_device)
-    reset_peak(device)
+    reset_peak_gpu_memory()
     seconds, maps = [], []
     for seed in range(plan.campaign_trials):
         config = plan.trial.train_config(data, seed, plan.work("campaign", "alone", f"trial{seed}"), plan.trial_device)
@@ -246,7 +245,7 @@ def _trainer_alone(plan: CheckPlan, record: StepRecord) -> None:
         record.figure("trainer_alone_trial_seconds", seconds)
         record.figure("trainer_alone_trial_maps", maps)
     record.figure("trainer_alone_trials_per_hour", len(seconds) * 3600 / sum(seconds))
-    for name, value in torch_peak_mib(device).items():
+    for name, value in peak_gpu_memory().items():
         record.figure(f"trainer_alone_{name}", value)
 
 

@@ -10,6 +10,8 @@
    stopping judging from epoch 2 and from epoch 1, `stopping_ledger.jsonl`;
    `stopping-10` (about 1 hour 15 minutes) - the same but 10-epoch trials at 900 worker-seconds,
    median stopping from epoch 2, `stopping10_ledger.jsonl`.
+   `searchers` (about 1 hour 10 minutes on a quiet machine) - the classic loop and the async GA
+   beside YOLOv5 master's population GA and Ultralytics' BLX tuner, `searchers_ledger.jsonl`.
 2. `holdout` (about 15 minutes): each campaign's winner retrained twice with fresh seeds and
    validated on 256 held-out images no trial saw, against the base hyperparameters retrained 8
    times (benchmarks/search_holdout.py).

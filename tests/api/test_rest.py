@@ -174,9 +174,9 @@ def test_cancel_then_resume(tmp_path, local_ray):
     with running_app(api_settings(tmp_path)) as (client, launcher):
         cid = client.post("/campaigns", json=sleep_spec(generations=40, population=1, epochs=4,
                                                           cpu_workers=1)).json()["id"]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a local Ray and its worker start first (30 s was too short under load)
         while client.get(f"/campaigns/{cid}").json()["trials_running"] == 0:
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "no trial started within 90 s"
             time.sleep(0.1)
         cancelled = client.post(f"/campaigns/{cid}/cancel")
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

@@ -92,9 +92,7 @@ def lognormal_factors(rng: np.random.Generator, gains: np.ndarray, probability: 
 class BLXSearcher:
     def __init__(self, space: SearchSpace, base_hyp: Mapping[str, float], seed: int,
                  settings: BLXSettings | None = None) -> None:
-        self._free = np.array([gene.free for gene in space.genes])
-        if not self._free.any():
-            raise ValueError("search space has no gene with gain > 0 and room between its limits")
+        space.require_free_gene()
         self._space = space
         self._base = Hyperparameters.from_dict(base_hyp).to_dict()
         self._base_vector = space.vector(self._base)
@@ -120,7 +118,7 @@ class BLXSearcher:
             parents = tuple(sorted({best[row] for row in rows}))
         else:
             genes, parents = self._base_vector, ()
-        gains = np.where(self._free, self._space.gains, 0.0)
+        gains = np.where(self._space.free, self._space.gains, 0.0)
         factors = lognormal_factors(rng, gains, settings.mutation_probability, settings.sigma_at(number))
-        child = np.where(self._free, apply_limits(genes * factors, self._space), self._base_vector)
+        child = np.where(self._space.free, apply_limits(genes * factors, self._space), self._base_vector)
         return Suggestion(self._space.to_hyp(child), parents, seed)

@@ -72,12 +72,11 @@ class OptunaSearcher:
         self._kind = sampler
         self._base = Hyperparameters.from_dict(base_hyp).to_dict()
         self._seed = int(seed)
+        space.require_free_gene()
         self._distributions = {
             gene.name: FloatDistribution(gene.lower, gene.upper, log=gene.log_scale)
             for gene in space.genes if gene.free
         }
-        if not self._distributions:
-            raise ValueError("search space has no gene with gain > 0 and room between its limits")
         self._fixed = {name: value for name, value in self._base.items() if name not in self._distributions}
         self._study = None  # made at the first suggestion, once the stored trials are known
         self._stored: list = []  # finished trials observed before that (FrozenTrial)

@@ -131,9 +131,7 @@ class PopulationSearcher:
                  start_population: Sequence[Mapping[str, float]] = ()) -> None:
         if population < 2:
             raise ValueError(f"population: the population GA needs at least 2 trials per generation, got {population}")
-        self._evolved = np.array([gene.free for gene in space.genes])
-        if not self._evolved.any():
-            raise ValueError("search space has no gene with gain > 0 and room between its limits")
+        space.require_free_gene()
         self._space = space
         self._base = Hyperparameters.from_dict(base_hyp).to_dict()
         self._base_vector = space.vector(self._base)
@@ -157,7 +155,7 @@ class PopulationSearcher:
         if unknown:
             raise ValueError(f"start_population individual {index + 1}: unknown hyperparameter(s) {', '.join(unknown)}")
         vector = np.clip(self._space.vector({**self._base, **hyp}), self._space.lowers, self._space.uppers)
-        return np.where(self._evolved, vector, self._base_vector)
+        return np.where(self._space.free, vector, self._base_vector)
 
     def observe(self, observation: Observation) -> None:
         self._scored.observe(observation)
@@ -182,19 +180,19 @@ class PopulationSearcher:
         if number - 1 < len(self._start):
             return self._start[number - 1]
         drawn = rng.uniform(self._space.lowers, self._space.uppers)
-        return np.where(self._evolved, drawn, self._base_vector)
+        return np.where(self._space.free, drawn, self._base_vector)
 
     def _breed(self, rng: np.random.Generator, generation: int, window: list[int]) -> tuple[np.ndarray, tuple[int, ...]]:
         rates = self._settings.rates(generation, self._generations, self._population)
-        genes = self._scored.genes(window)[:, self._evolved]
+        genes = self._scored.genes(window)[:, self._space.free]
         pool = selection_pool(rng, self._scored.fitness(window), self._population, rates.elite, rates.tournament)
         first, second = (pool[int(rng.integers(len(pool)))] for _ in range(2))
         child, rows = genes[first], (first,)
         if rng.random() < rates.crossover and genes.shape[1] > 1:
             child, _ = single_point_crossover(rng, genes[first], genes[second])
             rows = tuple(sorted({first, second}))
-        evolved_lowers, evolved_uppers = self._space.lowers[self._evolved], self._space.uppers[self._evolved]
+        evolved_lowers, evolved_uppers = self._space.lowers[self._space.free], self._space.uppers[self._space.free]
         child = uniform_mutation(rng, child, rates.mutation, self._settings.step, evolved_lowers, evolved_uppers)
         vector = self._base_vector.copy()
-        vector[self._evolved] = child
+        vector[self._space.free] = child
         return vector, tuple(window[row] for row in rows)

@@ -20,8 +20,7 @@ from yolo.hyp import Hyperparameters
 
 class RandomSearcher:
     def __init__(self, space: SearchSpace, base_hyp: Mapping[str, float], seed: int) -> None:
-        if not any(gene.free for gene in space.genes):
-            raise ValueError("search space has no gene with gain > 0 and room between its limits")
+        space.require_free_gene()
         self._space = space
         self._base = Hyperparameters.from_dict(base_hyp).to_dict()
         self._seed = int(seed)

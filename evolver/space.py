@@ -152,6 +152,18 @@ class SearchSpace:
     def uppers(self) -> np.ndarray:
         return _read_only([gene.upper for gene in self.genes])
 
+    @cached_property
+    def free(self) -> np.ndarray:
+        """Per gene, whether a search may change it (`Gene.free`), in gene order."""
+        mask = np.array([gene.free for gene in self.genes], dtype=bool)
+        mask.flags.writeable = False
+        return mask
+
+    def require_free_gene(self) -> None:
+        """A searcher that can only move free genes refuses a space without one."""
+        if not self.free.any():
+            raise ValueError("search space has no gene with gain > 0 and room between its limits")
+
     def vector(self, hyp: Mapping[str, float]) -> np.ndarray:
         """The values of `hyp` in gene order (KeyError naming a missing gene)."""
         missing = [name for name in self.names if name not in hyp]

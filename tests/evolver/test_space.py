@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from yolo.fitness import DEFAULT_FITNESS_WEIGHTS, fitness
+from evolver.campaign import CampaignSpec
 from evolver.space import Gene, SearchSpace
 from yolo.hyp import Hyperparameters
 
@@ -75,3 +76,15 @@ def test_fitness_weights():
         fitness({"precision": 1, "recall": 1, "map": 1})
     with pytest.raises(ValueError, match="4"):
         fitness(metrics, (1.0, 0.0))
+
+
+def test_free_is_the_genes_a_search_may_move_and_a_space_without_one_is_refused():
+    space = SearchSpace.default()
+    assert space.free.tolist() == [gene.free for gene in space.genes] and not space.free.flags.writeable
+    space.require_free_gene()
+    frozen = space.with_overrides({gene.name: {"gain": 0} for gene in space.genes})
+    with pytest.raises(ValueError, match="no gene with gain > 0"):
+        frozen.require_free_gene()
+    for searcher in ("random", "yolov5-population", "blx", "tpe"):
+        with pytest.raises(ValueError, match="no gene with gain > 0"):
+            CampaignSpec(searcher=searcher, search_space={gene.name: {"gain": 0} for gene in space.genes}).build_searcher()

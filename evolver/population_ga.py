@@ -151,10 +151,8 @@ class PopulationSearcher:
     def _individual(self, index: int, hyp: Mapping[str, float]) -> np.ndarray:
         """A starting individual: its evolved genes (clamped to the limits); fixed genes keep the
         campaign's value, genes it lacks the base's."""
-        unknown = sorted(set(hyp) - set(self._space.names))
-        if unknown:
-            raise ValueError(f"start_population individual {index + 1}: unknown hyperparameter(s) {', '.join(unknown)}")
-        vector = np.clip(self._space.vector({**self._base, **hyp}), self._space.lowers, self._space.uppers)
+        vector = np.clip(self._space.vector_over(self._base, hyp, f"start_population individual {index + 1}"),
+                         self._space.lowers, self._space.uppers)
         return np.where(self._space.free, vector, self._base_vector)
 
     def observe(self, observation: Observation) -> None:

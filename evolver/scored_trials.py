@@ -31,11 +31,7 @@ class ScoredTrials:
         if not observation.scored:
             self._trials.pop(observation.number, None)
             return
-        unknown = sorted(set(observation.hyp) - set(self._space.names))
-        if unknown:
-            raise ValueError(f"trial {observation.number}: unknown hyperparameter(s) {', '.join(unknown)}")
-        # Imported YOLOv5 rows may lack newer keys (e.g. anchors): those take the campaign's base.
-        vector = self._space.vector({**self._base, **observation.hyp})
+        vector = self._space.vector_over(self._base, observation.hyp, f"trial {observation.number}")
         self._trials[observation.number] = (vector, float(observation.fitness))
 
     def best(self, n: int) -> list[int]:

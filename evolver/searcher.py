@@ -143,11 +143,7 @@ class GeneticSearcher:
             if self._observed.pop(observation.number, None) is not None:
                 self._top = self._best_numbers(self._observed)
             return
-        unknown = sorted(set(observation.hyp) - set(self._space.names))
-        if unknown:
-            raise ValueError(f"trial {observation.number}: unknown hyperparameter(s) {', '.join(unknown)}")
-        # Imported YOLOv5 rows may lack newer keys (e.g. anchors): those take the campaign's base.
-        vector = self._space.vector({**self._base, **observation.hyp})
+        vector = self._space.vector_over(self._base, observation.hyp, f"trial {observation.number}")
         replaced = observation.number in self._observed
         self._observed[observation.number] = (vector, float(observation.fitness))
         if replaced:

@@ -171,6 +171,14 @@ class SearchSpace:
             raise KeyError(f"hyperparameters lack gene(s): {', '.join(missing)}")
         return np.array([float(hyp[name]) for name in self.names], dtype=float)
 
+    def vector_over(self, base: Mapping[str, float], hyp: Mapping[str, float], owner: str) -> np.ndarray:
+        """`hyp` in gene order, keys it lacks taking `base`'s value (an imported YOLOv5 row may lack
+        newer keys such as anchors); a key that is no gene is a ValueError naming `owner`."""
+        unknown = sorted(set(hyp) - set(self.names))
+        if unknown:
+            raise ValueError(f"{owner}: unknown hyperparameter(s) {', '.join(unknown)}")
+        return self.vector({**base, **hyp})
+
     def to_hyp(self, vector: np.ndarray) -> dict[str, float]:
         """Plain Python floats keyed by gene name: what travels to SQL, YAML and workers."""
         values = np.asarray(vector, dtype=float)
